@@ -1,0 +1,405 @@
+"""The chunk codec: one zstd stream of JSON Lines, durable at every flush.
+
+Layout of a chunk file (docs/format.md is the specification):
+
+* one zstd **frame** (content checksum on) holding UTF-8 JSON Lines;
+* the first line is the header, every further line one record;
+* every flush ends a zstd **block** on a line boundary (``FLUSH_BLOCK``) and is
+  fsynced, so everything flushed can be decoded even if the process dies before
+  the frame is finished. Measurement (docs/performance.md) chose this over one
+  independent frame per flush: a streaming frame keeps its compression window
+  across flushes, which small per-flush frames lose.
+
+While open the file is ``<seq>.jsonl.zst.part``; sealing ends the frame,
+fsyncs, renames to ``<seq>.jsonl.zst``, fsyncs the directory and writes the
+manifest. This module is shared with the collector, which uses the bounded
+reader to validate what it receives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import zstandard as zstd
+from pydantic import BaseModel, ConfigDict, Field
+
+from deskcorder.errors import FormatError
+from deskcorder.events import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    K_GAP,
+    K_SHOT,
+    event_count,
+)
+
+PART_SUFFIX = ".jsonl.zst.part"
+CHUNK_SUFFIX = ".jsonl.zst"
+MANIFEST_SUFFIX = ".manifest.json"
+MANIFEST_FORMAT = "deskcorder-manifest"
+MANIFEST_VERSION = 1
+COMPRESSION_LEVEL = 9
+MAX_LINE_BYTES = 1 << 20  # a record line longer than this is not a valid chunk
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+
+def encode_line(record: dict[str, Any]) -> bytes:
+    return (_dumps(record) + "\n").encode("utf-8")
+
+
+def chunk_name(seq: int) -> str:
+    return f"{seq:06d}{CHUNK_SUFFIX}"
+
+
+def part_name(seq: int) -> str:
+    return f"{seq:06d}{PART_SUFFIX}"
+
+
+def manifest_name(seq: int) -> str:
+    return f"{seq:06d}{MANIFEST_SUFFIX}"
+
+
+def seq_of(path: Path) -> int:
+    return int(path.name.split(".", 1)[0])
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or create in ``path`` durable (no-op where unsupported)."""
+    if os.name == "nt":  # pragma: no cover - directories cannot be opened on Windows
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """temp + fsync + rename + fsync(dir)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+class Manifest(BaseModel):
+    """Written beside a sealed chunk; describes it without decompressing it."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: str = MANIFEST_FORMAT
+    format_version: int = MANIFEST_VERSION
+    session: str
+    seq: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
+    records: int = Field(ge=0)
+    events: dict[str, int] = Field(description="event counts by record kind")
+    t_first: int | None = None
+    t_last: int | None = None
+    gaps: int = 0
+    dropped: int = 0
+    blobs: list[str] = Field(default_factory=list)
+    recovered: bool = False
+
+
+@dataclass
+class ChunkStats:
+    records: int = 0
+    events: dict[str, int] = field(default_factory=dict)
+    t_first: int | None = None
+    t_last: int | None = None
+    gaps: int = 0
+    dropped: int = 0
+    blobs: list[str] = field(default_factory=list)
+
+    def add(self, record: dict[str, Any]) -> None:
+        kind = record.get("k", "?")
+        self.records += 1
+        self.events[kind] = self.events.get(kind, 0) + event_count(record)
+        t = record.get("t")
+        if isinstance(t, int):
+            if self.t_first is None:
+                self.t_first = t
+            last = t + sum(record.get("dt", ())) if kind == "mv" else t
+            if self.t_last is None or last > self.t_last:
+                self.t_last = last
+        if kind == K_GAP:
+            self.gaps += 1
+            self.dropped += int(record.get("dropped") or 0)
+        elif kind == K_SHOT:
+            sha = record.get("sha256")
+            if isinstance(sha, str) and sha not in self.blobs:
+                self.blobs.append(sha)
+
+    def manifest(self, session: str, seq: int, sha256: str, size: int,
+                 recovered: bool = False) -> Manifest:  # fmt: skip
+        return Manifest(
+            session=session, seq=seq, sha256=sha256, bytes=size, records=self.records,
+            events=dict(sorted(self.events.items())), t_first=self.t_first, t_last=self.t_last,
+            gaps=self.gaps, dropped=self.dropped, blobs=list(self.blobs), recovered=recovered,
+        )  # fmt: skip
+
+
+class ChunkWriter:
+    """Appends records to one ``.part`` file; ``flush`` is durable; ``seal`` finishes it."""
+
+    def __init__(self, directory: Path, session: str, seq: int, header: dict[str, Any],
+                 level: int = COMPRESSION_LEVEL, part_path: Path | None = None) -> None:  # fmt: skip
+        self.directory = directory
+        self.session = session
+        self.seq = seq
+        self.part_path = part_path or directory / part_name(seq)
+        self.final_path = directory / chunk_name(seq)
+        self.stats = ChunkStats()
+        self._sha = hashlib.sha256()
+        self._size = 0
+        self._raw_pending = 0
+        self._cobj = zstd.ZstdCompressor(level=level, write_checksum=True).compressobj()
+        self._fd: int | None = os.open(
+            self.part_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+            0o600,
+        )  # fmt: skip
+        fsync_dir(directory)
+        self._put(self._cobj.compress(encode_line(header)))
+        self.flush()
+
+    @property
+    def compressed_size(self) -> int:
+        return self._size
+
+    def _put(self, data: bytes) -> None:
+        if not data:
+            return
+        assert self._fd is not None, "chunk already sealed"
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._sha.update(data)
+        self._size += len(data)
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Buffer one record (not yet durable)."""
+        self.stats.add(record)
+        line = encode_line(record)
+        self._raw_pending += len(line)
+        self._put(self._cobj.compress(line))
+
+    def write_many(self, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        add = self.stats.add
+        for record in records:
+            add(record)
+        blob = b"".join(encode_line(r) for r in records)
+        self._raw_pending += len(blob)
+        self._put(self._cobj.compress(blob))
+
+    def flush(self) -> None:
+        """End a zstd block on a line boundary and fsync: everything so far survives a crash."""
+        self._put(self._cobj.flush(zstd.COMPRESSOBJ_FLUSH_BLOCK))
+        assert self._fd is not None
+        _datasync(self._fd)
+        self._raw_pending = 0
+
+    def seal(self, recovered: bool = False) -> Manifest:
+        """Finish the frame, fsync, rename to the final name, write the manifest."""
+        self._put(self._cobj.flush(zstd.COMPRESSOBJ_FLUSH_FINISH))
+        assert self._fd is not None
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+        os.replace(self.part_path, self.final_path)
+        fsync_dir(self.directory)
+        manifest = self.stats.manifest(self.session, self.seq, self._sha.hexdigest(), self._size,
+                                       recovered)  # fmt: skip
+        write_manifest(self.directory, manifest)
+        return manifest
+
+    def abandon(self) -> None:
+        """Close without sealing (the .part stays for recovery). Used by tests and on fatal errors."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _datasync(fd: int) -> None:
+    sync = getattr(os, "fdatasync", os.fsync)
+    sync(fd)
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> Path:
+    path = directory / manifest_name(manifest.seq)
+    atomic_write(path, (manifest.model_dump_json(indent=1) + "\n").encode())
+    return path
+
+
+def read_manifest(path: Path) -> Manifest:
+    try:
+        return Manifest.model_validate_json(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise FormatError(f"{path}: not a valid manifest: {str(exc).splitlines()[0]}") from exc
+
+
+# ---------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class DecodedChunk:
+    header: dict[str, Any]
+    records: list[dict[str, Any]]
+    complete: bool  # False: the zstd frame was torn (a .part or a damaged file)
+    error: str | None = None
+
+
+def iter_lines(stream: IO[bytes], *, max_output: int | None = None,
+               max_line: int = MAX_LINE_BYTES) -> Iterator[bytes]:  # fmt: skip
+    """Decompress ``stream`` (one or more zstd frames) and yield complete lines.
+
+    Bounded: refuses a line longer than ``max_line`` and total output beyond
+    ``max_output`` with FormatError, without buffering more than one line plus
+    one read. A torn final frame raises FormatError after the complete lines.
+    """
+    dctx = zstd.ZstdDecompressor()
+    reader = dctx.stream_reader(stream, read_across_frames=True, read_size=65536)
+    buf = b""
+    total = 0
+    while True:
+        try:
+            piece = reader.read(65536)
+        except zstd.ZstdError as exc:
+            raise FormatError(f"zstd data is damaged: {exc}") from exc
+        if not piece:
+            break
+        total += len(piece)
+        if max_output is not None and total > max_output:
+            raise FormatError(f"decompressed size exceeds {max_output} bytes")
+        buf += piece
+        if b"\n" in buf:
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                if len(line) > max_line:
+                    raise FormatError(f"a line is longer than {max_line} bytes")
+                yield line
+        if len(buf) > max_line:
+            raise FormatError(f"a line is longer than {max_line} bytes")
+    if buf:
+        raise FormatError("zstd data ends inside a line (torn or truncated)")
+
+
+def _frame_finished(data: bytes) -> bool:
+    """True when ``data`` is zstd frames that each end properly."""
+    try:
+        dobj = zstd.ZstdDecompressor().decompressobj()
+        dobj.decompress(data)
+        return bool(dobj.eof)
+    except zstd.ZstdError:
+        return False
+
+
+def decode_chunk(data: bytes, *, tolerant: bool = False) -> DecodedChunk:
+    """Decode a whole chunk held in memory.
+
+    ``tolerant`` (recovery): keep every complete, valid line before the first
+    damage instead of raising.
+    """
+    records: list[dict[str, Any]] = []
+    header: dict[str, Any] | None = None
+    error: str | None = None
+    complete = _frame_finished(data)
+    lines: list[bytes] = []
+    try:
+        for line in iter_lines(io.BytesIO(data)):
+            lines.append(line)
+    except FormatError as exc:
+        error = str(exc)
+        if not tolerant:
+            raise
+    if not complete and error is None:
+        error = "zstd frame not finished (torn tail)"
+        if not tolerant:
+            raise FormatError(error)
+    for n, line in enumerate(lines):
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            error = f"line {n + 1} is not a JSON object: {exc}"
+            if not tolerant:
+                raise FormatError(error) from exc
+            break
+        if header is None:
+            header = obj
+        else:
+            records.append(obj)
+    if header is None:
+        raise FormatError(error or "chunk has no header line")
+    check_header(header)
+    return DecodedChunk(header=header, records=records, complete=complete and error is None,
+                        error=error)  # fmt: skip
+
+
+def check_header(header: dict[str, Any]) -> None:
+    if header.get("format") != FORMAT_NAME:
+        raise FormatError(f"not a deskcorder chunk (format={header.get('format')!r})")
+    version = header.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise FormatError(
+            f"unsupported chunk format_version {version!r}; this reader knows 1..{FORMAT_VERSION}"
+        )
+
+
+def read_chunk(path: Path, *, tolerant: bool = False) -> DecodedChunk:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FormatError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        return decode_chunk(data, tolerant=tolerant)
+    except FormatError as exc:
+        raise FormatError(f"{path}: {exc}") from exc
+
+
+def recover_part(part: Path) -> Manifest | None:
+    """Seal a ``.part`` left by a crash: keep every complete flushed line, add a gap record.
+
+    The recovered lines are rewritten into a fresh, properly finished chunk
+    (temp file, fsync, rename over the final name), then the ``.part`` is
+    removed. Returns the new manifest, or None when the file held not even a
+    header (it is then removed: nothing in it was ever durable).
+    """
+    directory = part.parent
+    seq = seq_of(part)
+    try:
+        decoded = read_chunk(part, tolerant=True)
+    except FormatError:
+        part.unlink(missing_ok=True)
+        fsync_dir(directory)
+        return None
+    stats = ChunkStats()
+    for record in decoded.records:
+        stats.add(record)
+    gap = {"k": K_GAP, "t": stats.t_last or 0, "cause": "crash_recovery"}
+    tmp = directory / f".{seq:06d}.recover{PART_SUFFIX}"
+    tmp.unlink(missing_ok=True)
+    session = str(decoded.header.get("session", directory.name))
+    writer = ChunkWriter(directory, session, seq, decoded.header, part_path=tmp)
+    writer.write_many(decoded.records)
+    writer.write(gap)
+    manifest = writer.seal(recovered=True)
+    part.unlink()
+    fsync_dir(directory)
+    return manifest
