@@ -183,6 +183,7 @@ class Pipeline:
                 n += 1
                 if self._event_time_flush and self._last_t >= next_flush_t:
                     self._flush()
+                    self._maybe_rotate_and_quota()
                     next_flush_t = self._last_t + self._interval_ns // 1000
             now = time.monotonic_ns()
             if n == 0 or now >= next_flush:
