@@ -128,7 +128,7 @@ def test_sigkill_then_restart_recovers_with_gap(cli: Cli, tmp_path: Path) -> Non
     again = cli.run("run", "--backend", "fake", "--spool", str(spool), "--duration", "0.5")
     assert again.returncode == 0, again.stderr
     assert sealed_only(spool)
-    first, second = list_sessions(spool)
+    first, _second = list_sessions(spool)
     records = list(first.records())
     assert any(r["k"] in ("kd", "mv") for r in records)
     assert records[-1] == {"k": "gap", "t": records[-1]["t"], "cause": "crash_recovery"}

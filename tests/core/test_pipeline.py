@@ -304,7 +304,7 @@ def test_rotation_by_size_seals_chunks_in_order(tmp_path: Path) -> None:
     assert pipeline.stop(30)
     assert len(sealed) >= 3 and sealed == list(range(len(sealed)))
     (session,) = list_sessions(tmp_path)
-    assert [p.name for p in session.chunk_paths][0] == "000000.jsonl.zst"
+    assert next(p.name for p in session.chunk_paths) == "000000.jsonl.zst"
     assert not session.part_paths
     headers = session.headers()
     assert [h["seq"] for h in headers] == sealed
