@@ -93,6 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("resume", help="resume recording")
     p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("collector", help="run the reference collection server")
+    csub = p.add_subparsers(dest="collector_command", metavar="ACTION", parser_class=_Parser)
+    cs = csub.add_parser("serve", help="serve the collector API (needs the [collector] extra)")
+    cs.add_argument("--data", metavar="DIR", type=Path, required=True, help="storage folder")
+    cs.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    cs.add_argument("--port", type=int, default=8787, help="TCP port (default 8787; 0 = any)")
+    cs.add_argument("--admin-token-file", metavar="F", type=Path, help="admin bearer token")
+    cs.add_argument("--enroll-secret-file", metavar="F", type=Path, help="org enroll secret")
+    cs.add_argument("--max-chunk-mb", type=float, default=64.0, help="largest chunk accepted")
+    cs.add_argument("--access-log", action="store_true", help="log every request")
+    cs.set_defaults(func=cmd_collector_serve)
     return parser
 
 
@@ -215,6 +227,23 @@ def cmd_resume(args: argparse.Namespace) -> int:
     _control("resume")
     print("recording resumed")
     return 0
+
+
+def cmd_collector_serve(args: argparse.Namespace) -> int:
+    from deskcorder.collector.server import read_secret, serve
+    from deskcorder.collector.store import Limits
+
+    if args.max_chunk_mb <= 0:
+        raise UsageError("--max-chunk-mb must be positive")
+    return serve(
+        args.data,
+        args.host,
+        args.port,
+        admin_token=read_secret(args.admin_token_file, "admin token"),
+        enroll_secret=read_secret(args.enroll_secret_file, "enroll secret"),
+        limits=Limits(max_chunk_bytes=int(args.max_chunk_mb * 1024 * 1024)),
+        access_log=args.access_log,
+    )
 
 
 # ---------------------------------------------------------------------------

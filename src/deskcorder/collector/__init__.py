@@ -1,0 +1,9 @@
+"""Reference collection server (optional extra ``[collector]``).
+
+Depends only on ``deskcorder.events``, ``deskcorder.errors`` and
+``deskcorder.storage.chunk`` of the agent (DESIGN dependency rule).
+"""
+
+from deskcorder.collector.store import Limits, Store
+
+__all__ = ["Limits", "Store"]

@@ -1,0 +1,82 @@
+"""``deskcorder collector serve``: run the collector on uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+from deskcorder.errors import DeskcorderError, UsageError
+
+from .store import Limits
+
+log = logging.getLogger(__name__)
+
+
+def read_secret(path: Path | None, what: str) -> str | None:
+    """The first line of ``path`` (stripped); a one-line error if unusable."""
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the {what}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: the {what} is not UTF-8 text") from exc
+    if len(text) < 16:
+        raise UsageError(f"{path}: the {what} must be at least 16 characters")
+    return text
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise DeskcorderError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(1024)
+    return sock
+
+
+def serve(
+    data: Path,
+    host: str,
+    port: int,
+    *,
+    admin_token: str | None,
+    enroll_secret: str | None,
+    limits: Limits | None = None,
+    access_log: bool = False,
+) -> int:
+    try:
+        import uvicorn
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise DeskcorderError(
+            "the collector needs the [collector] extra: pip install 'deskcorder[collector]'"
+        ) from exc
+    from .app import create_app
+
+    if port < 0 or port > 65535:
+        raise UsageError(f"--port {port} is not a TCP port")
+    app = create_app(data, admin_token=admin_token, enroll_secret=enroll_secret, limits=limits)
+    if enroll_secret is None:
+        log.warning("no --enroll-secret-file: devices cannot enroll")
+    if admin_token is None:
+        log.warning("no --admin-token-file: admin routes and /metrics are disabled")
+    sock = bind(host, port)
+    bound = sock.getsockname()[1]
+    print(f"collector listening on http://{host}:{bound} (data in {data})", flush=True)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=access_log,
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+        h11_max_incomplete_event_size=64 * 1024,
+    )
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    return 0

@@ -1,0 +1,394 @@
+"""The collector's embedded store: files on local disk plus a SQLite index.
+
+Layout under the data folder::
+
+    index.sqlite3                              devices, sessions, chunks, blobs, receipts
+    chunks/<session>/<seq:06d>.jsonl.zst       stored chunks (valid zstd JSON Lines)
+    blobs/<sha[:2]>/<sha>                      screenshots, content-addressed
+    tmp/                                       request bodies being received
+
+Every file is written to ``tmp/``, fsynced, renamed into place and its folder
+fsynced *before* the index row is committed and the request acknowledged.
+A file without an index row (crash between the two) is simply written again
+by the device's retry; the index is the truth about what was acknowledged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from deskcorder.errors import DeskcorderError, FormatError
+from deskcorder.storage.chunk import fsync_dir, iter_lines
+
+from .validate import ChunkInfo, validate_chunk
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+  device TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL, enrolled REAL NOT NULL,
+  revoked INTEGER NOT NULL DEFAULT 0);
+CREATE UNIQUE INDEX IF NOT EXISTS devices_token ON devices(token_sha256);
+CREATE TABLE IF NOT EXISTS sessions (
+  session TEXT PRIMARY KEY, device TEXT NOT NULL, user TEXT NOT NULL, first_seen REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user);
+CREATE TABLE IF NOT EXISTS chunks (
+  session TEXT NOT NULL, seq INTEGER NOT NULL, sha256 TEXT NOT NULL, bytes INTEGER NOT NULL,
+  records INTEGER NOT NULL, received REAL NOT NULL, PRIMARY KEY (session, seq));
+CREATE TABLE IF NOT EXISTS chunk_blobs (
+  session TEXT NOT NULL, seq INTEGER NOT NULL, sha256 TEXT NOT NULL,
+  PRIMARY KEY (session, seq, sha256));
+CREATE TABLE IF NOT EXISTS blobs (
+  sha256 TEXT NOT NULL, device TEXT NOT NULL, bytes INTEGER NOT NULL, received REAL NOT NULL,
+  PRIMARY KEY (sha256, device));
+CREATE TABLE IF NOT EXISTS receipts (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, user TEXT NOT NULL,
+  body TEXT NOT NULL, received REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS receipts_user ON receipts(user);
+"""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_chunk_bytes: int = 64 * 1024 * 1024
+    max_blob_bytes: int = 32 * 1024 * 1024
+    max_decompressed_bytes: int = 512 * 1024 * 1024
+    max_line_bytes: int = 1 << 20
+    max_json_bytes: int = 64 * 1024
+
+
+class Rejected(DeskcorderError):
+    """A request the collector refuses; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class PutResult:
+    sha256: str
+    created: bool
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Store:
+    def __init__(self, root: Path, limits: Limits | None = None) -> None:
+        self.root = Path(root)
+        self.limits = limits or Limits()
+        self.chunks_dir = self.root / "chunks"
+        self.blobs_dir = self.root / "blobs"
+        self.tmp_dir = self.root / "tmp"
+        for path in (self.root, self.chunks_dir, self.blobs_dir, self.tmp_dir):
+            try:
+                path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DeskcorderError(f"{path}: cannot create folder: {exc.strerror}") from exc
+        for stale in self.tmp_dir.iterdir():  # bodies of requests cut by a crash
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        try:
+            self._db = sqlite3.connect(
+                self.root / "index.sqlite3", check_same_thread=False, isolation_level=None
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise DeskcorderError(f"{self.root}: cannot open the index: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- tokens ----------------------------------------------------------------------
+    def enroll(self, device: str) -> str:
+        """A new token for ``device`` (replaces any previous one, revoked or not)."""
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO devices(device, token_sha256, enrolled, revoked) VALUES (?,?,?,0) "
+                "ON CONFLICT(device) DO UPDATE SET token_sha256=excluded.token_sha256, "
+                "enrolled=excluded.enrolled, revoked=0",
+                (device, token_digest(token), time.time()),
+            )
+        return token
+
+    def device_for_token(self, token: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT device FROM devices WHERE token_sha256=? AND revoked=0",
+                (token_digest(token),),
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def revoke(self, device: str) -> bool:
+        with self._lock:
+            cur = self._db.execute("UPDATE devices SET revoked=1 WHERE device=?", (device,))
+        return cur.rowcount > 0
+
+    # -- receiving bodies --------------------------------------------------------------
+    def new_temp(self) -> tuple[Path, IO[bytes]]:
+        name = self.tmp_dir / f"{secrets.token_hex(8)}.part"
+        return name, open(name, "w+b")
+
+    def _place(self, tmp: Path, fh: IO[bytes], final: Path) -> None:
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.close()
+        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+
+    def chunk_path(self, session: str, seq: int) -> Path:
+        return self.chunks_dir / session / f"{seq:06d}.jsonl.zst"
+
+    def blob_path(self, sha: str) -> Path:
+        return self.blobs_dir / sha[:2] / sha
+
+    def session_owner(self, session: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT device FROM sessions WHERE session=?", (session,)
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def chunk_digest(self, session: str, seq: int) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT sha256 FROM chunks WHERE session=? AND seq=?", (session, seq)
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def put_chunk(
+        self, device: str, session: str, seq: int, sha: str, tmp: Path, fh: IO[bytes]
+    ) -> PutResult:
+        """Validate the received body in ``fh`` (already digest-checked) and store it."""
+        owner = self.session_owner(session)
+        if owner is not None and owner != device:
+            raise Rejected(403, f"session {session} belongs to another device")
+        existing = self.chunk_digest(session, seq)
+        if existing is not None:
+            if existing == sha:
+                return PutResult(sha, created=False)
+            raise Rejected(409, f"chunk {session}/{seq:06d} already stored with another digest")
+        try:
+            info = validate_chunk(
+                fh,
+                max_output=self.limits.max_decompressed_bytes,
+                max_line=self.limits.max_line_bytes,
+            )
+        except FormatError as exc:
+            raise Rejected(422, f"not a valid chunk: {exc}") from exc
+        self._check_header(info, device, session, seq)
+        size = fh.seek(0, 2)
+        self._place(tmp, fh, self.chunk_path(session, seq))
+        user = str(info.header.get("user") or "")
+        with self._lock:
+            row = self._db.execute(
+                "SELECT sha256 FROM chunks WHERE session=? AND seq=?", (session, seq)
+            ).fetchone()
+            if row is not None:  # a concurrent identical PUT won the race
+                if row[0] == sha:
+                    return PutResult(sha, created=False)
+                raise Rejected(409, f"chunk {session}/{seq:06d} already stored with another digest")
+            now = time.time()
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO sessions(session, device, user, first_seen) "
+                    "VALUES (?,?,?,?)",
+                    (session, device, user, now),
+                )
+                self._db.execute(
+                    "INSERT INTO chunks(session, seq, sha256, bytes, records, received) "
+                    "VALUES (?,?,?,?,?,?)",
+                    (session, seq, sha, size, info.records, now),
+                )
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO chunk_blobs(session, seq, sha256) VALUES (?,?,?)",
+                    [(session, seq, b) for b in info.blobs],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return PutResult(sha, created=True)
+
+    def _check_header(self, info: ChunkInfo, device: str, session: str, seq: int) -> None:
+        header = info.header
+        if header.get("session") != session:
+            raise Rejected(422, f"chunk header names session {header.get('session')!r}")
+        if header.get("seq") != seq:
+            raise Rejected(422, f"chunk header names seq {header.get('seq')!r}")
+        if header.get("device") != device:
+            raise Rejected(403, "chunk header names another device than the token's")
+        user = header.get("user")
+        if not isinstance(user, str) or not user or len(user) > 128:
+            raise Rejected(422, "chunk header has no valid user pseudonym")
+
+    def has_blob(self, device: str, sha: str) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM blobs WHERE sha256=? AND device=?", (sha, device)
+            ).fetchone()
+        return row is not None and self.blob_path(sha).exists()
+
+    def put_blob(self, device: str, sha: str, tmp: Path, fh: IO[bytes]) -> PutResult:
+        size = fh.seek(0, 2)
+        final = self.blob_path(sha)
+        if final.exists():
+            fh.close()
+            tmp.unlink(missing_ok=True)
+        else:
+            self._place(tmp, fh, final)
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO blobs(sha256, device, bytes, received) VALUES (?,?,?,?)",
+                (sha, device, size, time.time()),
+            )
+        return PutResult(sha, created=cur.rowcount > 0)
+
+    # -- consent receipts ------------------------------------------------------------
+    def add_receipt(self, device: str, user: str, body: dict[str, Any]) -> int:
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO receipts(device, user, body, received) VALUES (?,?,?,?)",
+                (device, user, json.dumps(body, sort_keys=True), time.time()),
+            )
+        return int(cur.lastrowid or 0)
+
+    # -- admin -------------------------------------------------------------------------
+    def sessions(self, user: str | None = None) -> list[dict[str, Any]]:
+        query = (
+            "SELECT s.session, s.device, s.user, s.first_seen, COUNT(c.seq), "
+            "COALESCE(SUM(c.bytes),0), COALESCE(SUM(c.records),0), MAX(c.received) "
+            "FROM sessions s LEFT JOIN chunks c ON c.session = s.session "
+        )
+        args: tuple[Any, ...] = ()
+        if user is not None:
+            query += "WHERE s.user=? "
+            args = (user,)
+        query += "GROUP BY s.session ORDER BY s.session"
+        with self._lock:
+            rows = self._db.execute(query, args).fetchall()
+        return [
+            {
+                "session": r[0],
+                "device": r[1],
+                "user": r[2],
+                "first_seen": r[3],
+                "chunks": r[4],
+                "bytes": r[5],
+                "records": r[6],
+                "last_received": r[7],
+            }
+            for r in rows
+        ]
+
+    def session(self, session: str) -> dict[str, Any] | None:
+        rows = [s for s in self.sessions() if s["session"] == session]
+        if not rows:
+            return None
+        with self._lock:
+            chunks = self._db.execute(
+                "SELECT seq, sha256, bytes, records, received FROM chunks WHERE session=? "
+                "ORDER BY seq",
+                (session,),
+            ).fetchall()
+        out = rows[0]
+        out["chunk_list"] = [
+            {"seq": c[0], "sha256": c[1], "bytes": c[2], "records": c[3], "received": c[4]}
+            for c in chunks
+        ]
+        return out
+
+    def receipts(self, user: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, device, body, received FROM receipts WHERE user=? ORDER BY id",
+                (user,),
+            ).fetchall()
+        return [
+            {"id": r[0], "device": r[1], "receipt": json.loads(r[2]), "received": r[3]}
+            for r in rows
+        ]
+
+    def export_user(self, user: str) -> Iterator[bytes]:
+        """JSON Lines: one line per session, receipt and record of ``user``."""
+        for receipt in self.receipts(user):
+            yield (json.dumps({"receipt": receipt}) + "\n").encode()
+        for info in self.sessions(user):
+            yield (json.dumps({"session": info}) + "\n").encode()
+            detail = self.session(info["session"]) or {"chunk_list": []}
+            for chunk in detail["chunk_list"]:
+                path = self.chunk_path(info["session"], chunk["seq"])
+                with open(path, "rb") as fh:
+                    for line in iter_lines(fh, max_output=self.limits.max_decompressed_bytes):
+                        yield line + b"\n"
+
+    def erase_user(self, user: str) -> dict[str, int]:
+        """Delete every session, chunk, blob reference and receipt of ``user``."""
+        sessions = [s["session"] for s in self.sessions(user)]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            chunks = 0
+            blob_shas: set[str] = set()
+            for session in sessions:
+                chunks += self._db.execute(
+                    "SELECT COUNT(*) FROM chunks WHERE session=?", (session,)
+                ).fetchone()[0]
+                blob_shas.update(
+                    r[0]
+                    for r in self._db.execute(
+                        "SELECT sha256 FROM chunk_blobs WHERE session=?", (session,)
+                    )
+                )
+                for table in ("chunks", "chunk_blobs", "sessions"):
+                    self._db.execute(f"DELETE FROM {table} WHERE session=?", (session,))
+            receipts = self._db.execute("DELETE FROM receipts WHERE user=?", (user,)).rowcount
+            orphans = [
+                sha
+                for sha in blob_shas
+                if self._db.execute(
+                    "SELECT 1 FROM chunk_blobs WHERE sha256=? LIMIT 1", (sha,)
+                ).fetchone()
+                is None
+            ]
+            for sha in orphans:
+                self._db.execute("DELETE FROM blobs WHERE sha256=?", (sha,))
+            self._db.execute("COMMIT")
+        for session in sessions:
+            folder = self.chunks_dir / session
+            for path in folder.glob("*"):
+                path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        for sha in orphans:
+            self.blob_path(sha).unlink(missing_ok=True)
+        return {
+            "sessions": len(sessions),
+            "chunks": chunks,
+            "blobs": len(orphans),
+            "receipts": receipts,
+        }
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                table: int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+                for table in ("devices", "sessions", "chunks", "blobs", "receipts")
+            }

@@ -1,0 +1,147 @@
+"""Validation of what devices send: ids, digests and chunk bodies (bounded).
+
+Everything here reads from a file object in bounded pieces: a zstd bomb or an
+over-long line is refused without the memory growing with the input.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from deskcorder.errors import FormatError
+from deskcorder.events import K_SHOT
+from deskcorder.storage.chunk import check_header, iter_lines
+
+SESSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+DEVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+USER_RE = DEVICE_RE
+SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+MAX_SEQ = 999_999
+
+_ZSTD_MAGIC = 0xFD2FB528
+_SKIPPABLE_MASK = 0xFFFFFFF0
+_SKIPPABLE_MAGIC = 0x184D2A50
+
+
+def valid_session(value: str) -> bool:
+    return bool(SESSION_RE.match(value))
+
+
+def valid_device(value: str) -> bool:
+    return bool(DEVICE_RE.match(value)) and ".." not in value
+
+
+def valid_sha(value: str) -> bool:
+    return bool(SHA_RE.match(value))
+
+
+def parse_seq(value: str) -> int | None:
+    if not value.isdigit() or len(value) > 6:
+        return None
+    return int(value)
+
+
+def _read_exact(fh: IO[bytes], n: int) -> bytes:
+    data = fh.read(n)
+    if len(data) != n:
+        raise FormatError("zstd data is truncated (a frame is not finished)")
+    return data
+
+
+def check_frames_complete(fh: IO[bytes]) -> None:
+    """Walk the zstd frame structure (headers and block sizes only, no decoding).
+
+    The streaming decoder stops quietly at a torn frame; this walk refuses a
+    body whose last frame does not end exactly at the end of the data.
+    """
+    fh.seek(0)
+    frames = 0
+    while True:
+        magic_bytes = fh.read(4)
+        if not magic_bytes:
+            break
+        if len(magic_bytes) != 4:
+            raise FormatError("zstd data is truncated (a frame is not finished)")
+        magic = int.from_bytes(magic_bytes, "little")
+        if magic & _SKIPPABLE_MASK == _SKIPPABLE_MAGIC:
+            size = int.from_bytes(_read_exact(fh, 4), "little")
+            fh.seek(size, 1)
+            continue
+        if magic != _ZSTD_MAGIC:
+            raise FormatError("not zstd data (bad frame magic)")
+        frames += 1
+        fhd = _read_exact(fh, 1)[0]
+        fcs_flag = fhd >> 6
+        single_segment = (fhd >> 5) & 1
+        checksum = (fhd >> 2) & 1
+        dict_flag = fhd & 3
+        skip = (0 if single_segment else 1) + (0, 1, 2, 4)[dict_flag]
+        skip += (1 if single_segment else 0, 2, 4, 8)[fcs_flag]
+        _read_exact(fh, skip)
+        while True:
+            bh = int.from_bytes(_read_exact(fh, 3), "little")
+            last = bh & 1
+            btype = (bh >> 1) & 3
+            size = bh >> 3
+            if btype == 3:
+                raise FormatError("zstd data is damaged (reserved block type)")
+            _read_exact(fh, 1 if btype == 1 else size)
+            if last:
+                break
+        if checksum:
+            _read_exact(fh, 4)
+    if frames == 0:
+        raise FormatError("empty body: no zstd frame")
+    fh.seek(0)
+
+
+@dataclass
+class ChunkInfo:
+    header: dict[str, Any]
+    records: int = 0
+    raw_bytes: int = 0
+    blobs: list[str] = field(default_factory=list)
+
+
+def validate_chunk(fh: IO[bytes], *, max_output: int, max_line: int) -> ChunkInfo:
+    """Check that ``fh`` is a complete deskcorder chunk; bounded in memory and output.
+
+    The header line is parsed and checked; every further line must be a JSON
+    object on its own (cheap shape check: ``{`` ... ``}``); screenshot records
+    are parsed to learn the blobs the chunk references.
+    """
+    check_frames_complete(fh)
+    info: ChunkInfo | None = None
+    for line in iter_lines(fh, max_output=max_output, max_line=max_line):
+        if info is None:
+            try:
+                header = json.loads(line)
+            except ValueError as exc:
+                raise FormatError("the header line is not JSON") from exc
+            if not isinstance(header, dict):
+                raise FormatError("the header line is not a JSON object")
+            check_header(header)
+            info = ChunkInfo(header=header)
+            continue
+        info.records += 1
+        info.raw_bytes += len(line) + 1
+        stripped = line.strip()
+        if not (stripped.startswith(b"{") and stripped.endswith(b"}")):
+            raise FormatError(f"record {info.records} is not a JSON object")
+        if b'"' + K_SHOT.encode() + b'"' in line:
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise FormatError(f"record {info.records} is not valid JSON") from exc
+            sha = record.get("sha256") if isinstance(record, dict) else None
+            if record.get("k") == K_SHOT and isinstance(sha, str):
+                if not valid_sha(sha):
+                    raise FormatError(f"record {info.records}: bad screenshot sha256")
+                if sha not in info.blobs:
+                    info.blobs.append(sha)
+    if info is None:
+        raise FormatError("chunk has no header line")
+    return info

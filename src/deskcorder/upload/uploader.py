@@ -1,0 +1,547 @@
+"""The uploader: a named thread that ships sealed chunks to the collector.
+
+Per pass, in order (oldest session first, chunks by seq):
+
+1. make sure the device has a token (``<spool>/state/upload-token.json``; enroll
+   with the org secret when missing, or when the collector says 401);
+2. for each blob the chunk's manifest references: HEAD, PUT when absent;
+3. PUT the chunk; on a 2xx whose echoed sha256 equals the manifest's, delete
+   the chunk and its manifest, then every blob no other unsent chunk refers to.
+
+Transient failures (network errors, 408, 429, 5xx) back off with full jitter
+and honour ``Retry-After``; other 4xx move the chunk to ``rejected/`` with a
+``.reason.json``: never deleted, never retried. ``retry.py`` holds the pure
+decisions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import ssl
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from deskcorder import __version__
+from deskcorder.errors import DeskcorderError
+from deskcorder.policy.model import Upload as UploadPolicy
+from deskcorder.storage.chunk import (
+    CHUNK_SUFFIX,
+    MANIFEST_SUFFIX,
+    PART_SUFFIX,
+    Manifest,
+    fsync_dir,
+    read_manifest,
+)
+
+from .retry import (
+    RETRY_AFTER_STATUSES,
+    Backoff,
+    Outcome,
+    Throttle,
+    classify_exception,
+    classify_status,
+    parse_retry_after,
+)
+
+log = logging.getLogger(__name__)
+
+TOKEN_FILE = "upload-token.json"
+STATUS_FILE = "upload-status.json"
+RESCAN_S = 5.0
+PIECE = 16 * 1024
+
+
+@dataclass(frozen=True)
+class Pending:
+    session: str
+    seq: int
+    path: Path
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path.with_name(f"{self.seq:06d}{MANIFEST_SUFFIX}")
+
+
+class _Stop(Exception):
+    """Ends the current chunk with an outcome other than OK."""
+
+    def __init__(self, outcome: Outcome, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.retry_after = retry_after
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """temp (mode 0600) + fsync + rename + fsync(dir)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def pending_chunks(spool_root: Path) -> list[Pending]:
+    """Sealed chunks with a manifest, oldest session first, in seq order."""
+    sessions = spool_root / "sessions"
+    out: list[Pending] = []
+    if not sessions.is_dir():
+        return out
+    for folder in sorted(p for p in sessions.iterdir() if p.is_dir()):
+        for chunk in sorted(folder.glob(f"[0-9]*{CHUNK_SUFFIX}")):
+            seq = int(chunk.name.split(".", 1)[0])
+            item = Pending(folder.name, seq, chunk)
+            if item.manifest_path.exists():
+                out.append(item)
+    return out
+
+
+def rejected_chunks(spool_root: Path) -> list[dict[str, Any]]:
+    """Chunks the collector refused, with their reasons (for ``status`` and ``inspect``)."""
+    out: list[dict[str, Any]] = []
+    folder = spool_root / "rejected"
+    if not folder.is_dir():
+        return out
+    for chunk in sorted(folder.glob(f"*/[0-9]*{CHUNK_SUFFIX}")):
+        seq = chunk.name.split(".", 1)[0]
+        reason: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            reason = json.loads(chunk.with_name(f"{seq}.reason.json").read_text())
+        out.append(
+            {
+                "session": chunk.parent.name,
+                "seq": int(seq),
+                "path": str(chunk),
+                "bytes": chunk.stat().st_size,
+                "reason": reason.get("reason", "unknown"),
+                "status": reason.get("status"),
+                "at": reason.get("at"),
+            }
+        )
+    return out
+
+
+def build_client(cfg: UploadPolicy) -> httpx.Client:
+    """An httpx client as policy says: TLS verification, CA bundle, client cert, proxy."""
+    verify: ssl.SSLContext | bool
+    if not cfg.verify_tls:
+        verify = False
+    else:
+        try:
+            verify = ssl.create_default_context(cafile=cfg.ca_bundle or None)
+            if cfg.client_cert:
+                verify.load_cert_chain(cfg.client_cert, cfg.client_key or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise DeskcorderError(f"upload TLS settings: {exc}") from exc
+    return httpx.Client(
+        base_url=cfg.endpoint,
+        verify=verify,
+        proxy=cfg.proxy or None,
+        trust_env=True,
+        timeout=httpx.Timeout(cfg.timeout_s),
+        headers={"User-Agent": f"deskcorder/{__version__}"},
+    )
+
+
+class Uploader:
+    """Agent component; also usable on its own (tests, benchmarks)."""
+
+    name = "uploader"
+
+    def __init__(
+        self,
+        cfg: UploadPolicy,
+        spool_root: Path | None = None,
+        device: str = "",
+        *,
+        backoff_base: float = 1.0,
+    ) -> None:
+        self.cfg = cfg
+        self.spool_root = Path(spool_root) if spool_root is not None else None
+        self.device = device
+        self.on_freed: Callable[[], None] | None = None
+        self.active_session: Callable[[], str | None] = lambda: None
+        self._backoff = Backoff(cap=cfg.backoff_max_s, base=backoff_base)
+        self._throttle = Throttle(cfg.max_kbps * 1024.0)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: httpx.Client | None = None
+        self._token: str | None = None
+        self._lock = threading.Lock()
+        self.state = "idle"
+        self.uploaded = 0
+        self.uploaded_bytes = 0
+        self.rejected = 0
+        self.blobs_uploaded = 0
+        self.blobs_missing = 0
+        self.enrollments = 0
+        self.last_success: str | None = None
+        self.last_error: str | None = None
+        self.next_retry_at: float | None = None
+
+    # -- component protocol ------------------------------------------------------------
+    def start(self, agent: Any = None) -> None:
+        if agent is not None:
+            self.spool_root = agent.spool.root
+            self.device = agent.device_id
+            self.on_freed = agent.spool.invalidate_usage
+            self.active_session = lambda: str(agent.session_id)
+            agent.on_sealed.append(self.wake)
+        if self.spool_root is None:
+            raise DeskcorderError("uploader: no spool folder")
+        self._load_status()
+        self._thread = threading.Thread(target=self._run, name="deskcorder-uploader", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._client is not None and (self._thread is None or not self._thread.is_alive()):
+            self._client.close()
+
+    def wake(self, manifest: Manifest | None = None) -> None:
+        self._wake.set()
+
+    def status(self) -> dict[str, object]:
+        root = self._root
+        pending = pending_chunks(root)
+        size = 0
+        for item in pending:
+            with contextlib.suppress(OSError):
+                size += item.path.stat().st_size
+        retry_in = None
+        if self.next_retry_at is not None:
+            retry_in = round(max(0.0, self.next_retry_at - time.monotonic()), 1)
+        return {
+            "endpoint": self.cfg.endpoint,
+            "state": self.state,
+            "enrolled": self._token is not None or (root / "state" / TOKEN_FILE).exists(),
+            "chunks_pending": len(pending),
+            "bytes_pending": size,
+            "chunks_rejected": len(rejected_chunks(root)),
+            "chunks_uploaded": self.uploaded,
+            "bytes_uploaded": self.uploaded_bytes,
+            "blobs_uploaded": self.blobs_uploaded,
+            "blobs_missing": self.blobs_missing,
+            "last_success": self.last_success,
+            "last_error": self.last_error,
+            "next_retry_in_s": retry_in,
+        }
+
+    # -- loop ----------------------------------------------------------------------------
+    @property
+    def _root(self) -> Path:
+        assert self.spool_root is not None
+        return self.spool_root
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                delay = self.run_pass()
+            except Exception as exc:  # a bug or a local disk problem: keep data, back off
+                log.exception("upload pass failed")
+                self._error(f"{type(exc).__name__}: {exc}")
+                delay = self._backoff.next_delay()
+            if delay is not None:
+                self.state = "backoff"
+                self.next_retry_at = time.monotonic() + delay
+                self._stop.wait(delay)
+                self.next_retry_at = None
+                continue
+            self.state = "idle"
+            self._wake.wait(RESCAN_S)
+
+    def run_pass(self) -> float | None:
+        """Upload everything pending once. Returns a delay to wait before retrying, or None."""
+        pending = pending_chunks(self._root)
+        self._clean_orphans()
+        if not pending:
+            return None
+        if self._client is None:
+            self._client = build_client(self.cfg)
+        refs = self._blob_refs()
+        for item in pending:
+            if self._stop.is_set():
+                return None
+            try:
+                self._ensure_token()
+                self.state = "uploading"
+                manifest = self._upload(item)
+            except _Stop as stop:
+                if stop.outcome is Outcome.REJECT:
+                    self._reject(item, str(stop))
+                    continue
+                self._error(str(stop))
+                if stop.outcome is Outcome.REENROLL:
+                    self._forget_token()
+                return self._backoff.next_delay(stop.retry_after)
+            self._delete(item, manifest, refs)
+            self._backoff.reset()
+        return None
+
+    # -- token ---------------------------------------------------------------------------
+    def _token_path(self) -> Path:
+        return self._root / "state" / TOKEN_FILE
+
+    def _ensure_token(self) -> str:
+        if self._token is not None:
+            return self._token
+        with contextlib.suppress(OSError, ValueError):
+            saved = json.loads(self._token_path().read_text())
+            if saved.get("endpoint") == self.cfg.endpoint and saved.get("device") == self.device:
+                self._token = str(saved["token"])
+                return self._token
+        secret = self.cfg.enroll_secret.get_secret_value()
+        if not secret:
+            raise _Stop(Outcome.RETRY, "upload.enroll_secret is not set: cannot enroll")
+        self.state = "enrolling"
+        resp = self._request(
+            "POST",
+            "/v1/enroll",
+            json={"device": self.device, "agent": __version__},
+            headers={"Authorization": f"Bearer {secret}"},
+        )
+        if resp.status_code != 201:
+            raise _Stop(Outcome.RETRY, f"enroll refused: HTTP {resp.status_code} {_why(resp)}")
+        try:
+            token = str(resp.json()["token"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _Stop(Outcome.RETRY, "enroll answer has no token") from exc
+        (self._root / "state").mkdir(mode=0o700, parents=True, exist_ok=True)
+        body = {"endpoint": self.cfg.endpoint, "device": self.device, "token": token}
+        _write_private(self._token_path(), json.dumps(body).encode())
+        self.enrollments += 1
+        self._token = token
+        return token
+
+    def _forget_token(self) -> None:
+        self._token = None
+        self._token_path().unlink(missing_ok=True)
+
+    # -- HTTP ----------------------------------------------------------------------------
+    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        assert self._client is not None
+        try:
+            return self._client.request(method, url, **kwargs)
+        except Exception as exc:
+            classify_exception(exc)  # re-raises anything that is not a network error
+            raise _Stop(Outcome.RETRY, f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def _check(self, resp: httpx.Response, what: str) -> None:
+        outcome = classify_status(resp.status_code)
+        if outcome is Outcome.OK:
+            return
+        retry_after = None
+        if resp.status_code in RETRY_AFTER_STATUSES:
+            retry_after = parse_retry_after(resp.headers.get("retry-after"))
+        raise _Stop(outcome, f"{what}: HTTP {resp.status_code} {_why(resp)}", retry_after)
+
+    def _body(self, data: bytes) -> bytes | Iterator[bytes]:
+        if self.cfg.max_kbps <= 0:
+            return data
+
+        def pieces() -> Iterator[bytes]:
+            for start in range(0, len(data), PIECE):
+                piece = data[start : start + PIECE]
+                wait = self._throttle.delay(len(piece), time.monotonic())
+                if wait > 0 and self._stop.wait(wait):
+                    raise _Stop(Outcome.RETRY, "stopping")
+                yield piece
+
+        return pieces()
+
+    def _upload(self, item: Pending) -> Manifest:
+        try:
+            manifest = read_manifest(item.manifest_path)
+            data = item.path.read_bytes()
+        except (OSError, DeskcorderError) as exc:
+            raise _Stop(Outcome.REJECT, f"cannot read the local chunk: {exc}") from exc
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != manifest.sha256 or len(data) != manifest.bytes:
+            raise _Stop(Outcome.REJECT, "the local chunk does not match its manifest digest")
+        for sha in manifest.blobs:
+            self._upload_blob(sha)
+        url = f"/v1/sessions/{item.session}/chunks/{item.seq}"
+        resp = self._request(
+            "PUT",
+            url,
+            content=self._body(data),
+            headers={
+                **self._auth(),
+                "Content-Type": "application/zstd",
+                "Content-Length": str(len(data)),
+                "X-Deskcorder-SHA256": digest,
+            },
+        )
+        self._check(resp, f"chunk {item.session}/{item.seq:06d}")
+        try:
+            echoed = resp.json().get("sha256")
+        except ValueError:
+            echoed = None
+        if echoed != digest:
+            raise _Stop(
+                Outcome.RETRY,
+                f"chunk {item.session}/{item.seq:06d}: acknowledged digest {echoed!r} "
+                "does not match; keeping the chunk",
+            )
+        self.uploaded_bytes += len(data)
+        return manifest
+
+    def _upload_blob(self, sha: str) -> None:
+        path = self._root / "blobs" / sha[:2] / sha
+        head = self._request("HEAD", f"/v1/blobs/{sha}", headers=self._auth())
+        if head.status_code == 200:
+            return
+        if head.status_code != 404:
+            self._check(head, f"blob {sha[:12]}")
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            self.blobs_missing += 1
+            log.warning("blob %s referenced by a chunk is missing locally", sha)
+            return
+        if hashlib.sha256(data).hexdigest() != sha:
+            self.blobs_missing += 1
+            log.warning("blob %s is damaged locally; not uploaded", sha)
+            return
+        resp = self._request(
+            "PUT",
+            f"/v1/blobs/{sha}",
+            content=self._body(data),
+            headers={
+                **self._auth(),
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(len(data)),
+            },
+        )
+        self._check(resp, f"blob {sha[:12]}")
+        self.blobs_uploaded += 1
+
+    # -- local bookkeeping ---------------------------------------------------------------
+    def _blob_refs(self) -> Counter[str]:
+        refs: Counter[str] = Counter()
+        root = self._root
+        for man in [
+            *root.glob(f"sessions/*/[0-9]*{MANIFEST_SUFFIX}"),
+            *root.glob(f"rejected/*/[0-9]*{MANIFEST_SUFFIX}"),
+        ]:
+            with contextlib.suppress(DeskcorderError):
+                refs.update(read_manifest(man).blobs)
+        return refs
+
+    def _delete(self, item: Pending, manifest: Manifest, refs: Counter[str]) -> None:
+        item.path.unlink(missing_ok=True)
+        item.manifest_path.unlink(missing_ok=True)
+        fsync_dir(item.path.parent)
+        for sha in manifest.blobs:
+            refs[sha] -= 1
+            if refs[sha] <= 0:
+                del refs[sha]
+                (self._root / "blobs" / sha[:2] / sha).unlink(missing_ok=True)
+        self._remove_session_dir(item.path.parent)
+        self.uploaded += 1
+        self.last_success = _now_iso()
+        self._save_status()
+        if self.on_freed is not None:
+            self.on_freed()
+
+    def _remove_session_dir(self, folder: Path) -> None:
+        if folder.name == self.active_session():
+            return
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+    def _clean_orphans(self) -> None:
+        """Manifests left without their chunk by a crash during deletion."""
+        for man in self._root.glob(f"sessions/*/[0-9]*{MANIFEST_SUFFIX}"):
+            seq = man.name.split(".", 1)[0]
+            if (
+                not man.with_name(f"{seq}{CHUNK_SUFFIX}").exists()
+                and not man.with_name(f"{seq}{PART_SUFFIX}").exists()
+            ):
+                man.unlink(missing_ok=True)
+
+    def _reject(self, item: Pending, reason: str) -> None:
+        log.error("chunk %s/%06d rejected: %s", item.session, item.seq, reason)
+        folder = self._root / "rejected" / item.session
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        status = None
+        if "HTTP " in reason:
+            with contextlib.suppress(ValueError, IndexError):
+                status = int(reason.split("HTTP ", 1)[1].split()[0])
+        body = {
+            "reason": reason,
+            "status": status,
+            "at": _now_iso(),
+            "collector": self.cfg.endpoint,
+        }
+        _write_private(folder / f"{item.seq:06d}.reason.json", json.dumps(body).encode())
+        os.replace(item.path, folder / item.path.name)
+        if item.manifest_path.exists():
+            os.replace(item.manifest_path, folder / item.manifest_path.name)
+        fsync_dir(folder)
+        fsync_dir(item.path.parent)
+        self._remove_session_dir(item.path.parent)
+        self.rejected += 1
+        self._error(f"chunk {item.session}/{item.seq:06d} rejected: {reason}")
+
+    def _error(self, message: str) -> None:
+        log.warning("upload: %s", message)
+        self.last_error = f"{_now_iso()} {message}"
+        self._save_status()
+
+    def _status_path(self) -> Path:
+        return self._root / "state" / STATUS_FILE
+
+    def _save_status(self) -> None:
+        body = {
+            "uploaded_total": self._uploaded_total + self.uploaded,
+            "last_success": self.last_success,
+            "last_error": self.last_error,
+        }
+        with contextlib.suppress(OSError):
+            (self._root / "state").mkdir(mode=0o700, parents=True, exist_ok=True)
+            _write_private(self._status_path(), json.dumps(body).encode())
+
+    _uploaded_total = 0
+
+    def _load_status(self) -> None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            saved = json.loads(self._status_path().read_text())
+            self._uploaded_total = int(saved.get("uploaded_total") or 0)
+            self.last_success = saved.get("last_success")
+            self.last_error = saved.get("last_error")
+
+
+def _why(resp: httpx.Response) -> str:
+    with contextlib.suppress(ValueError, AttributeError):
+        error = resp.json().get("error")
+        if isinstance(error, str):
+            return f"({error[:200]})"
+    return f"({resp.reason_phrase})" if resp.reason_phrase else ""
