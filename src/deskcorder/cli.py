@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--admin-token-file", metavar="F", type=Path, help="admin bearer token")
     cs.add_argument("--enroll-secret-file", metavar="F", type=Path, help="org enroll secret")
     cs.add_argument("--max-chunk-mb", type=float, default=64.0, help="largest chunk accepted")
+    cs.add_argument(
+        "--max-decompressed-mb", type=float, default=512.0, help="largest chunk once decompressed"
+    )
     cs.add_argument("--access-log", action="store_true", help="log every request")
     cs.set_defaults(func=cmd_collector_serve)
     return parser
@@ -233,15 +236,18 @@ def cmd_collector_serve(args: argparse.Namespace) -> int:
     from deskcorder.collector.server import read_secret, serve
     from deskcorder.collector.store import Limits
 
-    if args.max_chunk_mb <= 0:
-        raise UsageError("--max-chunk-mb must be positive")
+    if args.max_chunk_mb <= 0 or args.max_decompressed_mb <= 0:
+        raise UsageError("--max-chunk-mb and --max-decompressed-mb must be positive")
     return serve(
         args.data,
         args.host,
         args.port,
         admin_token=read_secret(args.admin_token_file, "admin token"),
         enroll_secret=read_secret(args.enroll_secret_file, "enroll secret"),
-        limits=Limits(max_chunk_bytes=int(args.max_chunk_mb * 1024 * 1024)),
+        limits=Limits(
+            max_chunk_bytes=int(args.max_chunk_mb * 1024 * 1024),
+            max_decompressed_bytes=int(args.max_decompressed_mb * 1024 * 1024),
+        ),
         access_log=args.access_log,
     )
 

@@ -1,0 +1,345 @@
+"""The collector refuses what it must, over real HTTP on loopback, and stays up."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import zstandard as zstd
+
+from tests.collector.helpers import (
+    ADMIN,
+    DEVICE,
+    ENROLL,
+    USER,
+    CollectorProc,
+    chunk_header,
+    write_chunk,
+)
+
+SESSION = "20261127T031500Z-1a2b3c4d"
+
+
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorProc]:
+    proc = CollectorProc(
+        tmp_path_factory.mktemp("collector"),
+        None,
+        "--max-chunk-mb",
+        "4",
+        "--max-decompressed-mb",
+        "64",
+    ).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def token(collector: CollectorProc) -> str:
+    return collector.enroll(DEVICE)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def chunk_bytes(
+    tmp: Path, session: str = SESSION, seq: int = 0, n: int = 50, **kw: str
+) -> tuple[bytes, str]:
+    folder = tmp / f"c-{session[:20]}-{seq}-{n}-{len(kw)}"
+    manifest = write_chunk(folder, session, seq, [{"k": "kd", "t": i} for i in range(n)], **kw)
+    data = (folder / f"{seq:06d}.jsonl.zst").read_bytes()
+    return data, manifest.sha256
+
+
+def put(
+    collector: CollectorProc,
+    token: str | None,
+    data: bytes,
+    session: str = SESSION,
+    seq: int | str = 0,
+    sha: str | None = None,
+) -> httpx.Response:
+    headers = {"X-Deskcorder-SHA256": sha or hashlib.sha256(data).hexdigest()}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.put(
+        f"{collector.url}/v1/sessions/{session}/chunks/{seq}",
+        content=data,
+        headers=headers,
+        timeout=30,
+    )
+
+
+ROUTES = [
+    ("GET", "/metrics"),
+    ("POST", "/v1/enroll"),
+    ("PUT", f"/v1/sessions/{SESSION}/chunks/0"),
+    ("GET", f"/v1/sessions/{SESSION}/chunks/0"),
+    ("HEAD", "/v1/blobs/" + "a" * 64),
+    ("PUT", "/v1/blobs/" + "a" * 64),
+    ("POST", "/v1/consent"),
+    ("GET", "/v1/admin/sessions"),
+    ("GET", f"/v1/admin/sessions/{SESSION}"),
+    ("GET", f"/v1/admin/sessions/{SESSION}/chunks/0"),
+    ("GET", f"/v1/admin/users/{USER}/export"),
+    ("DELETE", f"/v1/admin/users/{USER}"),
+    ("POST", f"/v1/admin/devices/{DEVICE}/revoke"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+@pytest.mark.parametrize("auth", [None, "Bearer wrong-token", "Basic Zm9vOmJhcg=="])
+def test_every_route_needs_a_token(
+    collector: CollectorProc, method: str, path: str, auth: str | None
+) -> None:
+    headers = {"Authorization": auth} if auth else {}
+    resp = httpx.request(method, collector.url + path, headers=headers, content=b"{}", timeout=10)
+    assert resp.status_code == 401
+    if method != "HEAD":
+        assert "error" in resp.json()
+
+
+def test_device_token_is_not_an_admin_token(collector: CollectorProc, token: str) -> None:
+    resp = httpx.get(
+        collector.url + "/v1/admin/sessions",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert resp.status_code == 401
+    assert collector.admin("GET", "/healthz").status_code == 200
+
+
+def test_enroll_refuses_bad_secret_and_bad_body(collector: CollectorProc) -> None:
+    url = collector.url + "/v1/enroll"
+    good = {"Authorization": f"Bearer {ENROLL}"}
+    assert httpx.post(url, json={"device": DEVICE}, headers={"Authorization": "Bearer x"}).status_code == 401
+    assert httpx.post(url, content=b"not json", headers=good).status_code == 400
+    assert httpx.post(url, json={"device": "../etc"}, headers=good).status_code == 400
+    assert httpx.post(url, json={"nodevice": 1}, headers=good).status_code == 400
+    assert httpx.post(url, content=b"{" * 70000, headers=good).status_code == 413
+
+
+def test_put_is_idempotent_by_digest(collector: CollectorProc, token: str, tmp_path: Path) -> None:
+    session = "20261127T031500Z-00000001"
+    data, sha = chunk_bytes(tmp_path, session)
+    first = put(collector, token, data, session)
+    assert first.status_code == 201 and first.json()["sha256"] == sha
+    again = put(collector, token, data, session)
+    assert again.status_code == 200 and again.json() == {**first.json(), "created": False}
+    other, _ = chunk_bytes(tmp_path, session, n=51)
+    conflict = put(collector, token, other, session)
+    assert conflict.status_code == 409 and "another digest" in conflict.json()["error"]
+    got = httpx.get(
+        f"{collector.url}/v1/sessions/{session}/chunks/0",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert got.status_code == 200 and got.json()["sha256"] == sha
+
+
+def test_device_a_cannot_touch_device_b(
+    collector: CollectorProc, token: str, tmp_path: Path
+) -> None:
+    session = "20261127T031500Z-00000002"
+    data, _ = chunk_bytes(tmp_path, session)
+    assert put(collector, token, data, session).status_code == 201
+    other = collector.enroll("d-other-device")
+    # write into A's session (even with a chunk that claims B's device)
+    data_b, _ = chunk_bytes(tmp_path, session, seq=1, device="d-other-device")
+    assert put(collector, other, data_b, session, 1).status_code == 403
+    # a chunk whose header names A, sent with B's token, in B's own new session
+    forged, _ = chunk_bytes(tmp_path, "20261127T031500Z-00000003")
+    refused = put(collector, other, forged, "20261127T031500Z-00000003")
+    assert refused.status_code == 403 and "another device" in refused.json()["error"]
+    # read A's chunk metadata with B's token
+    read = httpx.get(
+        f"{collector.url}/v1/sessions/{session}/chunks/0",
+        headers={"Authorization": f"Bearer {other}"},
+    )
+    assert read.status_code == 404
+    # blobs are per device: B cannot learn that A holds a blob
+    blob = b"a screenshot of device A"
+    sha = hashlib.sha256(blob).hexdigest()
+    url = f"{collector.url}/v1/blobs/{sha}"
+    assert httpx.put(url, content=blob, headers={"Authorization": f"Bearer {token}"}).status_code == 201
+    assert httpx.head(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert httpx.head(url, headers={"Authorization": f"Bearer {other}"}).status_code == 404
+    stored = collector.records(session)
+    assert list(stored) == [0]
+
+
+def test_header_must_match_the_url(collector: CollectorProc, token: str, tmp_path: Path) -> None:
+    data, _ = chunk_bytes(tmp_path, "20261127T031500Z-00000004")
+    wrong_session = put(collector, token, data, "20261127T031500Z-00000005")
+    assert wrong_session.status_code == 422 and "names session" in wrong_session.json()["error"]
+    wrong_seq = put(collector, token, data, "20261127T031500Z-00000004", 3)
+    assert wrong_seq.status_code == 422 and "names seq" in wrong_seq.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("session", "seq"),
+    [
+        ("..", "0"),
+        ("%2E%2E", "0"),
+        ("..%2F..%2Fetc", "0"),
+        ("a%2Fb", "0"),
+        ("a%00b", "0"),
+        ("a.b", "0"),
+        ("x" * 65, "0"),
+        (SESSION, "-1"),
+        (SESSION, "1234567"),
+        (SESSION, "1e3"),
+        (SESSION, "%00"),
+    ],
+)
+def test_bad_ids_are_refused(
+    collector: CollectorProc, token: str, tmp_path: Path, session: str, seq: str
+) -> None:
+    data, _ = chunk_bytes(tmp_path)
+    resp = put(collector, token, data, session, seq)
+    assert 400 <= resp.status_code < 500
+    assert not (collector.data.parent / "etc").exists()
+    assert sorted(p.name for p in collector.data.iterdir()) == [
+        "blobs",
+        "chunks",
+        *(x for x in ("index.sqlite3", "index.sqlite3-shm", "index.sqlite3-wal")),
+        "tmp",
+    ]
+
+
+@pytest.mark.parametrize("sha", ["A" * 64, "a" * 63, "..", "a" * 64 + "%00", "g" * 64])
+def test_bad_blob_ids_are_refused(collector: CollectorProc, token: str, sha: str) -> None:
+    resp = httpx.put(
+        f"{collector.url}/v1/blobs/{sha}",
+        content=b"x",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert 400 <= resp.status_code < 500
+
+
+def _bomb(lines: bool, size: int) -> bytes:
+    out = io.BytesIO()
+    cobj = zstd.ZstdCompressor(level=1, write_checksum=True).compressobj()
+    piece = (b'{"k":"kd","t":1}\n' * 60000) if lines else b"a" * 1_000_000
+    header = chunk_header(SESSION, 0)
+    import json
+
+    out.write(cobj.compress(json.dumps(header).encode() + b"\n"))
+    written = 0
+    while written < size:
+        out.write(cobj.compress(piece))
+        written += len(piece)
+    out.write(cobj.flush())
+    return out.getvalue()
+
+
+def test_bad_bodies_get_4xx_and_the_server_stays_small(
+    collector: CollectorProc, token: str, tmp_path: Path
+) -> None:
+    assert collector.proc is not None
+    pid = collector.proc.pid
+    before = rss_kib(pid)
+    bomb = _bomb(lines=True, size=200 * 1024 * 1024)  # 200 MiB of valid lines, > 64 MiB bound
+    assert len(bomb) < 4 * 1024 * 1024
+    long_line = _bomb(lines=False, size=50 * 1024 * 1024)  # one 50 MiB line
+    cases: list[tuple[bytes, int, str]] = [
+        (bomb, 422, "decompressed size exceeds"),
+        (long_line, 422, "longer than"),
+        (b"not zstd at all", 422, "not zstd"),
+        (b"", 422, "empty body"),
+        (zstd.ZstdCompressor().compress(b"hello\n"), 422, "not JSON"),
+        (zstd.ZstdCompressor().compress(b'{"format":"other"}\n'), 422, "not a deskcorder chunk"),
+        (zstd.ZstdCompressor().compress(b"[1]\n"), 422, "not a JSON object"),
+    ]
+    good, _ = chunk_bytes(tmp_path)
+    cases.append((good[:-7], 422, "truncated"))
+    for body, status, words in cases:
+        resp = put(collector, token, body, "20261127T031500Z-00000006")
+        assert resp.status_code == status, (words, resp.text)
+        assert words in resp.json()["error"]
+    mismatch = put(collector, token, good, "20261127T031500Z-00000006", sha="0" * 64)
+    assert mismatch.status_code == 400 and "does not match" in mismatch.json()["error"]
+    no_digest = httpx.put(
+        f"{collector.url}/v1/sessions/{SESSION}/chunks/0",
+        content=good,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert no_digest.status_code == 400
+    too_big = put(collector, token, b"\0" * (5 * 1024 * 1024))
+    assert too_big.status_code == 413
+
+    def stream() -> Iterator[bytes]:  # no Content-Length: refused while streaming
+        for _ in range(80):
+            yield b"\0" * 65536
+
+    chunked = httpx.put(
+        f"{collector.url}/v1/sessions/{SESSION}/chunks/0",
+        content=stream(),
+        headers={"Authorization": f"Bearer {token}", "X-Deskcorder-SHA256": "0" * 64},
+    )
+    assert chunked.status_code == 413
+    after = rss_kib(pid)
+    assert after - before < 60 * 1024, (before, after)
+    assert collector.healthy()
+    assert not list((collector.data / "tmp").iterdir())
+
+
+def test_revoked_token_is_refused_and_enroll_again_works(
+    collector: CollectorProc, tmp_path: Path
+) -> None:
+    device = "d-revoked-device"
+    old = collector.enroll(device)
+    session = "20261127T031500Z-00000007"
+    data, _ = chunk_bytes(tmp_path, session, device=device)
+    assert put(collector, old, data, session).status_code == 201
+    assert collector.admin("POST", f"/v1/admin/devices/{device}/revoke").status_code == 200
+    assert collector.admin("POST", "/v1/admin/devices/d-nobody/revoke").status_code == 404
+    data1, _ = chunk_bytes(tmp_path, session, seq=1, device=device)
+    assert put(collector, old, data1, session, 1).status_code == 401
+    new = collector.enroll(device)
+    assert put(collector, new, data1, session, 1).status_code == 201
+
+
+def test_consent_export_and_erase(collector: CollectorProc, token: str, tmp_path: Path) -> None:
+    user = "u-erase-me"
+    url = f"{collector.url}/v1/consent"
+    auth = {"Authorization": f"Bearer {token}"}
+    receipt = {"user": user, "notice_version": "3", "accepted": True, "at": "2026-11-27T03:00:00Z"}
+    made = httpx.post(url, json=receipt, headers=auth)
+    assert made.status_code == 201 and made.json()["id"] > 0
+    assert httpx.post(url, json={"user": user}, headers=auth).status_code == 400
+    assert httpx.post(url, json=[1], headers=auth).status_code == 400
+    session = "20261127T031500Z-00000008"
+    data, _ = chunk_bytes(tmp_path, session, user=user)
+    assert put(collector, token, data, session).status_code == 201
+    blob = b"erase this screenshot"
+    sha = hashlib.sha256(blob).hexdigest()
+    assert httpx.put(f"{collector.url}/v1/blobs/{sha}", content=blob, headers=auth).status_code == 201
+    listed = collector.admin("GET", f"/v1/admin/sessions?user={user}").json()["sessions"]
+    assert [s["session"] for s in listed] == [session]
+    export = collector.admin("GET", f"/v1/admin/users/{user}/export")
+    assert export.status_code == 200
+    lines = export.text.splitlines()
+    assert '"accepted": true' in lines[0] and session in lines[1]
+    assert sum('"k":"kd"' in line for line in lines) == 50
+    erased = collector.admin("DELETE", f"/v1/admin/users/{user}")
+    assert erased.json()["erased"] == {"sessions": 1, "chunks": 1, "blobs": 0, "receipts": 1}
+    assert collector.admin("GET", f"/v1/admin/sessions/{session}").status_code == 404
+    assert not (collector.data / "chunks" / session).exists()
+    assert collector.admin("GET", f"/v1/admin/users/{user}/export").text == ""
+    assert collector.admin("GET", "/v1/admin/users/..%2F/export").status_code in (400, 404)
+
+
+def test_metrics_count_requests(collector: CollectorProc) -> None:
+    resp = collector.admin("GET", "/metrics")
+    assert resp.status_code == 200
+    assert "deskcorder_collector_requests_total" in resp.text
+    assert 'route="chunk_put",status="201"' in resp.text
+    assert "deskcorder_collector_chunks " in resp.text
