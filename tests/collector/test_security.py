@@ -12,7 +12,6 @@ import pytest
 import zstandard as zstd
 
 from tests.collector.helpers import (
-    ADMIN,
     DEVICE,
     ENROLL,
     USER,
@@ -120,7 +119,8 @@ def test_device_token_is_not_an_admin_token(collector: CollectorProc, token: str
 def test_enroll_refuses_bad_secret_and_bad_body(collector: CollectorProc) -> None:
     url = collector.url + "/v1/enroll"
     good = {"Authorization": f"Bearer {ENROLL}"}
-    assert httpx.post(url, json={"device": DEVICE}, headers={"Authorization": "Bearer x"}).status_code == 401
+    bad = {"Authorization": "Bearer x"}
+    assert httpx.post(url, json={"device": DEVICE}, headers=bad).status_code == 401
     assert httpx.post(url, content=b"not json", headers=good).status_code == 400
     assert httpx.post(url, json={"device": "../etc"}, headers=good).status_code == 400
     assert httpx.post(url, json={"nodevice": 1}, headers=good).status_code == 400
@@ -168,7 +168,8 @@ def test_device_a_cannot_touch_device_b(
     blob = b"a screenshot of device A"
     sha = hashlib.sha256(blob).hexdigest()
     url = f"{collector.url}/v1/blobs/{sha}"
-    assert httpx.put(url, content=blob, headers={"Authorization": f"Bearer {token}"}).status_code == 201
+    mine = {"Authorization": f"Bearer {token}"}
+    assert httpx.put(url, content=blob, headers=mine).status_code == 201
     assert httpx.head(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
     assert httpx.head(url, headers={"Authorization": f"Bearer {other}"}).status_code == 404
     stored = collector.records(session)
@@ -321,7 +322,8 @@ def test_consent_export_and_erase(collector: CollectorProc, token: str, tmp_path
     assert put(collector, token, data, session).status_code == 201
     blob = b"erase this screenshot"
     sha = hashlib.sha256(blob).hexdigest()
-    assert httpx.put(f"{collector.url}/v1/blobs/{sha}", content=blob, headers=auth).status_code == 201
+    stored = httpx.put(f"{collector.url}/v1/blobs/{sha}", content=blob, headers=auth)
+    assert stored.status_code == 201
     listed = collector.admin("GET", f"/v1/admin/sessions?user={user}").json()["sessions"]
     assert [s["session"] for s in listed] == [session]
     export = collector.admin("GET", f"/v1/admin/users/{user}/export")
