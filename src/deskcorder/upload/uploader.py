@@ -324,8 +324,15 @@ class Uploader:
             json={"device": self.device, "agent": __version__},
             headers={"Authorization": f"Bearer {secret}"},
         )
-        if resp.status_code != 201:
-            raise _Stop(Outcome.RETRY, f"enroll refused: HTTP {resp.status_code} {_why(resp)}")
+        if resp.status_code != 201:  # a config problem or an outage: keep the data, retry
+            retry_after = None
+            if resp.status_code in RETRY_AFTER_STATUSES:
+                retry_after = parse_retry_after(resp.headers.get("retry-after"))
+            raise _Stop(
+                Outcome.RETRY,
+                f"enroll refused: HTTP {resp.status_code} {_why(resp)}",
+                retry_after,
+            )
         try:
             token = str(resp.json()["token"])
         except (ValueError, KeyError, TypeError) as exc:

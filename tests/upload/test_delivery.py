@@ -1,0 +1,287 @@
+"""Delivery over real loopback HTTP: a real collector process, the uploader thread, faults.
+
+After every run: every record generated is in the collector exactly once, and
+the spool holds nothing but what policy says (no chunk, no blob, no rejects
+unless a chunk was refused).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deskcorder.policy.model import Upload
+from deskcorder.upload import Uploader, pending_chunks, rejected_chunks
+from tests.collector.helpers import (
+    DEVICE,
+    ENROLL,
+    CollectorProc,
+    all_ns,
+    make_spool,
+    wait_until,
+    write_chunk,
+)
+from tests.upload.faultproxy import FaultProxy
+
+
+@pytest.fixture
+def collector(tmp_path: Path) -> Iterator[CollectorProc]:
+    proc = CollectorProc(tmp_path).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def proxy(collector: CollectorProc) -> Iterator[FaultProxy]:
+    fp = FaultProxy(collector.port)
+    yield fp
+    fp.close()
+
+
+def uploader(spool: Path, url: str, **cfg: Any) -> Uploader:
+    settings: dict[str, Any] = {
+        "endpoint": url,
+        "enroll_secret": ENROLL,
+        "backoff_max_s": 0.2,
+        "timeout_s": 1.0,
+    }
+    settings.update(cfg)
+    up = Uploader(Upload(**settings), spool, DEVICE, backoff_base=0.05)
+    up.start()
+    return up
+
+
+def drained(spool: Path) -> bool:
+    return not pending_chunks(spool)
+
+
+def assert_exactly_once(collector: CollectorProc, expected: list[int]) -> None:
+    got = all_ns(collector)
+    assert len(got) == len(set(got)), "a record arrived twice"
+    assert sorted(got) == sorted(expected)
+
+
+def assert_spool_clean(spool: Path) -> None:
+    assert not list((spool / "sessions").rglob("*.jsonl.zst"))
+    assert not list((spool / "sessions").rglob("*.manifest.json"))
+    assert not [p for p in (spool / "blobs").rglob("*") if p.is_file()]
+    assert not rejected_chunks(spool)
+    token = spool / "state" / "upload-token.json"
+    assert token.stat().st_mode & 0o077 == 0
+
+
+def test_delivers_in_order_blobs_first_and_cleans_the_spool(
+    collector: CollectorProc, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    expected = make_spool(spool, sessions=2, chunks=4, per_chunk=30, blobs=True)
+    up = uploader(spool, collector.url)
+    try:
+        wait_until(lambda: drained(spool), 30, "the spool to drain")
+    finally:
+        up.stop(5)
+    assert_exactly_once(collector, expected)
+    assert_spool_clean(spool)
+    status = up.status()
+    assert status["chunks_uploaded"] == 8 and status["blobs_uploaded"] == 8
+    assert status["chunks_pending"] == 0 and status["last_error"] is None
+    assert status["last_success"] is not None
+    metrics = collector.admin("GET", "/metrics").text
+    assert "deskcorder_collector_blobs 8" in metrics
+    # chunks arrived in order within each session
+    sessions = collector.admin("GET", "/v1/admin/sessions").json()["sessions"]
+    for info in sessions:
+        chunks = collector.admin("GET", f"/v1/admin/sessions/{info['session']}").json()
+        received = [c["received"] for c in chunks["chunk_list"]]
+        assert received == sorted(received)
+    saved = json.loads((spool / "state" / "upload-status.json").read_text())
+    assert saved["uploaded_total"] == 8
+
+
+def test_network_faults_lose_nothing_and_duplicate_nothing(
+    collector: CollectorProc, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    expected = make_spool(spool, sessions=1, chunks=12, per_chunk=40)
+    # one request per connection: the 1st is the enrollment, then chunk 0, then chunk 1
+    plan = ["pass", "reset", "drop_reply", "truncate:20", "stall", "latency:0.02"]
+    plan += ["reset", "drop_reply", "truncate:5", "pass"]
+    proxy.plan.extend(plan)
+    up = uploader(spool, proxy.url)
+    try:
+        wait_until(lambda: drained(spool), 60, "the spool to drain")
+    finally:
+        up.stop(5)
+    assert proxy.faults_seen()[: len(plan)] == plan
+    assert_exactly_once(collector, expected)
+    assert_spool_clean(spool)
+    metrics = collector.admin("GET", "/metrics").text
+    # replies lost or cut after the collector stored a chunk: the retries were duplicates
+    # (chunk 0: after truncate:20 and latency; chunk 1: after truncate:5 and pass)
+    assert "deskcorder_collector_chunks_duplicate_total 4" in metrics
+    assert up.status()["last_error"] is not None
+
+
+def test_server_errors_are_retried_honouring_retry_after(
+    collector: CollectorProc, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    expected = make_spool(spool, sessions=1, chunks=3, per_chunk=10)
+    # the 1st request is the enrollment; then the first chunk meets the errors
+    proxy.plan.extend(["pass", "status:500", "status:503:1", "status:429:date+2", "status:408"])
+    up = uploader(spool, proxy.url)
+    try:
+        wait_until(lambda: drained(spool), 30, "the spool to drain")
+    finally:
+        up.stop(5)
+    log = proxy.log[1:]
+    assert [fault for _, fault in log[:5]] == [
+        "status:500",
+        "status:503:1",
+        "status:429:date+2",
+        "status:408",
+        "pass",
+    ]
+    after_503 = log[2][0] - log[1][0]
+    after_429 = log[3][0] - log[2][0]
+    after_500 = log[1][0] - log[0][0]
+    assert after_503 >= 0.95, after_503
+    assert after_429 >= 0.95, after_429  # an HTTP date 2 s ahead (1 s resolution)
+    assert after_500 < 0.5, after_500  # no Retry-After: capped jittered backoff (0.2 s)
+    assert_exactly_once(collector, expected)
+    assert_spool_clean(spool)
+
+
+def test_collector_sigkilled_mid_upload_and_restarted(
+    collector: CollectorProc, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    expected = make_spool(spool, sessions=2, chunks=10, per_chunk=40, pad=400, blobs=True)
+    up = uploader(spool, collector.url, max_kbps=600)
+    try:
+        wait_until(lambda: collector.chunk_count() >= 4, 30, "some chunks to arrive")
+        collector.kill()
+        wait_until(lambda: up.status()["state"] == "backoff", 10, "the uploader to back off")
+        assert not drained(spool)
+        collector.start()
+        wait_until(lambda: drained(spool), 60, "the spool to drain")
+    finally:
+        up.stop(5)
+    assert_exactly_once(collector, expected)
+    assert_spool_clean(spool)
+
+
+def test_bandwidth_cap(collector: CollectorProc, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    make_spool(spool, sessions=1, chunks=4, per_chunk=100, pad=1000)
+    size = sum(p.path.stat().st_size for p in pending_chunks(spool))
+    assert size > 150 * 1024
+    start = time.monotonic()
+    up = uploader(spool, collector.url, max_kbps=200)
+    try:
+        wait_until(lambda: drained(spool), 30, "the spool to drain")
+    finally:
+        up.stop(5)
+    elapsed = time.monotonic() - start
+    floor = (size - 64 * 1024) / (200 * 1024)  # minus the token bucket's burst
+    assert elapsed >= floor * 0.9, (elapsed, floor)
+
+
+def test_refused_chunk_goes_to_rejected_and_others_still_flow(
+    collector: CollectorProc, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    expected = make_spool(spool, sessions=1, chunks=2, per_chunk=10)
+    session = "20261127T040000Z-0000beef"
+    folder = spool / "sessions" / session
+    write_chunk(folder, session, 0, [{"k": "kd", "t": 1, "n": -1}], device="d-someone-else")
+    write_chunk(folder, session, 1, [{"k": "kd", "t": 2, "n": -2}])
+    # a chunk damaged on disk after sealing: refused locally, never sent
+    bad = "20261127T050000Z-0000dead"
+    write_chunk(spool / "sessions" / bad, bad, 0, [{"k": "kd", "t": 1, "n": -3}])
+    path = spool / "sessions" / bad / "000000.jsonl.zst"
+    path.write_bytes(path.read_bytes()[:-1] + b"\0")
+    up = uploader(spool, collector.url)
+    try:
+        wait_until(lambda: drained(spool), 30, "the spool to drain")
+    finally:
+        up.stop(5)
+    assert_exactly_once(collector, [*expected, -2])
+    rejected = rejected_chunks(spool)
+    assert [(r["session"], r["seq"], r["status"]) for r in rejected] == [
+        (session, 0, 403),
+        (bad, 0, None),
+    ]
+    assert "another device" in rejected[0]["reason"]
+    assert "does not match its manifest" in rejected[1]["reason"]
+    assert (spool / "rejected" / session / "000000.manifest.json").exists()
+    status = up.status()
+    assert status["chunks_rejected"] == 2 and "rejected" in str(status["last_error"])
+    metrics = collector.admin("GET", "/metrics").text
+    assert 'route="chunk_put",status="403"} 1' in metrics  # refused once, never retried
+
+
+def test_revoked_token_makes_the_agent_enroll_again(
+    collector: CollectorProc, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    expected = make_spool(spool, sessions=1, chunks=2, per_chunk=10)
+    up = uploader(spool, collector.url)
+    try:
+        wait_until(lambda: drained(spool), 30, "the spool to drain")
+        first_token = json.loads((spool / "state" / "upload-token.json").read_text())["token"]
+        assert collector.admin("POST", f"/v1/admin/devices/{DEVICE}/revoke").status_code == 200
+        session = "20261127T060000Z-0000cafe"
+        write_chunk(spool / "sessions" / session, session, 0, [{"k": "kd", "t": 1, "n": 10_000}])
+        up.wake()
+        wait_until(lambda: drained(spool), 30, "the new chunk to be delivered")
+    finally:
+        up.stop(5)
+    assert up.enrollments == 2
+    token = json.loads((spool / "state" / "upload-token.json").read_text())["token"]
+    assert token != first_token
+    assert_exactly_once(collector, [*expected, 10_000])
+
+
+def test_ack_with_another_digest_keeps_the_chunk(
+    collector: CollectorProc, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    expected = make_spool(spool, sessions=1, chunks=1, per_chunk=10)
+    up = uploader(spool, proxy.url)
+    try:
+        wait_until(lambda: drained(spool), 30, "the spool to drain")
+        session = "20261127T070000Z-0000f00d"
+        write_chunk(spool / "sessions" / session, session, 0, [{"k": "kd", "t": 1, "n": 99}])
+        proxy.plan.extend(["status:200", "status:201"])
+        up.wake()
+        wait_until(lambda: len(proxy.log) >= 3, 10, "the injected acks")
+        wait_until(lambda: drained(spool), 30, "the chunk to be delivered for real")
+    finally:
+        up.stop(5)
+    assert "does not match" in str(up.status()["last_error"])
+    assert_exactly_once(collector, [*expected, 99])
+
+
+def test_no_enroll_secret_keeps_everything(collector: CollectorProc, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    make_spool(spool, sessions=1, chunks=1, per_chunk=5)
+    up = uploader(spool, collector.url, enroll_secret="")
+    try:
+        wait_until(lambda: up.status()["last_error"], 10, "an error")
+    finally:
+        up.stop(5)
+    assert "enroll_secret is not set" in str(up.status()["last_error"])
+    assert len(pending_chunks(spool)) == 1
+    wrong = uploader(spool, collector.url, enroll_secret="not-the-secret")
+    try:
+        wait_until(lambda: "HTTP 401" in str(wrong.status()["last_error"]), 10, "a 401")
+    finally:
+        wrong.stop(5)
+    assert "enroll refused: HTTP 401" in str(wrong.status()["last_error"])
+    assert len(pending_chunks(spool)) == 1 and collector.chunk_count() == 0
