@@ -11,6 +11,8 @@ from typing import Any, TextIO
 from deskcorder.errors import DeskcorderError, FormatError
 from deskcorder.events import INPUT_KINDS, K_EXCLUDED, K_GAP, K_PAUSE, event_count
 from deskcorder.storage.reader import Session, list_sessions, read_session
+from deskcorder.upload.report import rejected_lines
+from deskcorder.upload.uploader import rejected_chunks
 
 
 def _wall(header: dict[str, Any], t: int) -> datetime | None:
@@ -127,11 +129,14 @@ def inspect_spool(
                 out.write(json.dumps(rec, ensure_ascii=False) + "\n")
         return 0
     summaries = [summarize(session) for session in sessions]
+    rejected = rejected_chunks(spool)
     if as_json:
-        out.write(json.dumps({"spool": str(spool), "sessions": summaries}, indent=2) + "\n")
+        doc = {"spool": str(spool), "sessions": summaries, "rejected": rejected}
+        out.write(json.dumps(doc, indent=2) + "\n")
         return 0
     if not summaries:
         out.write(f"No sessions in {spool}.\n")
+        out.writelines(line + "\n" for line in rejected_lines(rejected))
         return 0
     out.write(f"Spool {spool}: {len(summaries)} session(s) on this machine\n")
     for s in summaries:
@@ -155,4 +160,5 @@ def inspect_spool(
                 )
         for d in s["damaged"]:
             out.write(f"  warning  {d}\n")
+    out.writelines(line + "\n" for line in rejected_lines(rejected))
     return 0

@@ -47,6 +47,9 @@ def format_status(s: dict[str, Any]) -> str:
     )
     upload = s.get("uploader")
     if isinstance(upload, dict):
-        for key, value in upload.items():
-            lines.append(f"  upload   {key}: {value}")
+        from deskcorder.upload.report import status_lines
+
+        lines.extend(status_lines(upload))
+    else:
+        lines.append("  upload   off (policy upload.endpoint is empty)")
     return "\n".join(lines)

@@ -485,7 +485,9 @@ class Uploader:
             folder.rmdir()
 
     def _clean_orphans(self) -> None:
-        """Manifests left without their chunk by a crash during deletion."""
+        """Manifests left without their chunk by a crash; empty folders of past sessions."""
+        for folder in self._root.glob("sessions/*/"):
+            self._remove_session_dir(folder)
         for man in self._root.glob(f"sessions/*/[0-9]*{MANIFEST_SUFFIX}"):
             seq = man.name.split(".", 1)[0]
             if (
