@@ -17,6 +17,7 @@ one monotonic clock; each chunk header anchors that clock to UTC.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -319,17 +320,22 @@ Record = Annotated[
     | ShedRec,
     Field(discriminator="k"),
 ]
-RECORD_ADAPTER: TypeAdapter[Any] = TypeAdapter(Record)
+
+
+@functools.cache
+def record_adapter() -> TypeAdapter[Any]:
+    """Built on first use: the agent itself never needs it (tests and tools do)."""
+    return TypeAdapter(Record)
 
 
 def validate_record(record: dict[str, Any]) -> None:
     """Raise ``pydantic.ValidationError`` if ``record`` is not a valid record."""
-    RECORD_ADAPTER.validate_python(record)
+    record_adapter().validate_python(record)
 
 
 def json_schema() -> dict[str, Any]:
     """JSON Schema of the header and of every record kind."""
     return {
         "header": ChunkHeader.model_json_schema(),
-        "record": RECORD_ADAPTER.json_schema(),
+        "record": record_adapter().json_schema(),
     }
