@@ -159,7 +159,7 @@ def expand_moves(record: dict[str, Any]) -> list[tuple[int, int, int]]:
 # Pydantic reference models (validation and JSON Schema)
 # ---------------------------------------------------------------------------
 
-_STRICT = ConfigDict(extra="forbid")
+_STRICT = ConfigDict(extra="forbid", defer_build=True)
 Micros = Annotated[int, Field(ge=0, description="microseconds since session start")]
 
 
@@ -173,7 +173,7 @@ class ClockAnchor(BaseModel):
 class ChunkHeader(BaseModel):
     """First line of every chunk."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     format: Literal["deskcorder-chunk"]
     format_version: int
     session: str
