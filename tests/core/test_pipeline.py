@@ -365,3 +365,35 @@ def test_quota(tmp_path: Path, on_full: str) -> None:
         gap = next(r for r in records if r["k"] == "gap")
         assert gap["cause"] == "quota_drop" and gap["dropped"] == 1
         assert gap["chunk"] == f"{old.name}/000000"
+
+
+def test_retention_deletes_old_sealed_chunks_and_records_it(tmp_path: Path) -> None:
+    import os
+
+    from deskcorder.storage.chunk import ChunkWriter
+
+    spool_root = tmp_path / "spool"
+    old = spool_root / "sessions" / "20200101T000000Z-00000000"
+    old.mkdir(parents=True)
+    w = ChunkWriter(old, old.name, 0, header(0))
+    w.write_many([{"k": "kd", "t": i, "cls": "letter"} for i in range(5)])
+    w.seal()
+    week_ago = time_now() - 8 * 86400
+    os.utime(old / "000000.jsonl.zst", (week_ago, week_ago))
+    fresh = spool_root / "sessions" / "20200102T000000Z-00000000"
+    fresh.mkdir(parents=True)
+    ChunkWriter(fresh, fresh.name, 0, header(0)).seal()
+    policy = make_policy(spool={"retention_days": 7})
+    records = run_pipeline(tmp_path, [], policy)
+    assert not (old / "000000.jsonl.zst").exists()
+    assert (fresh / "000000.jsonl.zst").exists()
+    gap = next(r for r in records if r["k"] == "gap")
+    assert gap["cause"] == "retention" and gap["dropped"] == 5
+    keep = run_pipeline(tmp_path / "k", [], make_policy(spool={"retention_days": 0}))
+    assert not any(r["k"] == "gap" for r in keep)
+
+
+def time_now() -> float:
+    import time
+
+    return time.time()
