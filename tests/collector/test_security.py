@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -230,8 +231,6 @@ def _bomb(lines: bool, size: int) -> bytes:
     cobj = zstd.ZstdCompressor(level=1, write_checksum=True).compressobj()
     piece = (b'{"k":"kd","t":1}\n' * 60000) if lines else b"a" * 1_000_000
     header = chunk_header(SESSION, 0)
-    import json
-
     out.write(cobj.compress(json.dumps(header).encode() + b"\n"))
     written = 0
     while written < size:
@@ -258,6 +257,13 @@ def test_bad_bodies_get_4xx_and_the_server_stays_small(
         (zstd.ZstdCompressor().compress(b"hello\n"), 422, "not JSON"),
         (zstd.ZstdCompressor().compress(b'{"format":"other"}\n'), 422, "not a deskcorder chunk"),
         (zstd.ZstdCompressor().compress(b"[1]\n"), 422, "not a JSON object"),
+        (
+            zstd.ZstdCompressor().compress(
+                json.dumps(chunk_header(SESSION, 0)).encode() + b'\n{"k":"kd"}\n[2]\n'
+            ),
+            422,
+            "after record 1 is not a JSON object",
+        ),
     ]
     good, _ = chunk_bytes(tmp_path)
     cases.append((good[:-7], 422, "truncated"))

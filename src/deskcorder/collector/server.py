@@ -62,11 +62,11 @@ def serve(
     if port < 0 or port > 65535:
         raise UsageError(f"--port {port} is not a TCP port")
     app = create_app(data, admin_token=admin_token, enroll_secret=enroll_secret, limits=limits)
+    sock = bind(host, port)
     if enroll_secret is None:
         log.warning("no --enroll-secret-file: devices cannot enroll")
     if admin_token is None:
         log.warning("no --admin-token-file: admin routes and /metrics are disabled")
-    sock = bind(host, port)
     bound = sock.getsockname()[1]
     print(f"collector listening on http://{host}:{bound} (data in {data})", flush=True)
     config = uvicorn.Config(

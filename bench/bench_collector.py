@@ -1,0 +1,267 @@
+"""Benchmark: collector chunk PUTs/s (64 KB chunks, one uvicorn worker) and uploader MB/s.
+
+Usage (from the repository root, with the [collector] extra installed):
+
+    .venv/bin/python bench/bench_collector.py [--puts 3000] [--concurrency 16]
+        [--upload-mb 100] [--data DIR]
+
+Starts ``deskcorder collector serve`` as a real process on a loopback port.
+Part 1 sends distinct, valid 64 KiB chunks (a new session/seq each, so every
+request is verified, decompressed, fsynced and indexed) from an asyncio client
+with N keep-alive connections. Part 2 fills a spool with ~1 MiB chunks and
+times the uploader thread draining it (verify + PUT + ack + delete).
+Prints the figures; docs/performance.md records them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import zstandard as zstd
+
+from deskcorder.events import FORMAT_NAME, FORMAT_VERSION
+from deskcorder.policy.model import Upload
+from deskcorder.storage.chunk import ChunkWriter, encode_line
+from deskcorder.upload import Uploader, pending_chunks
+
+ADMIN = "bench-admin-token-0123456789"
+ENROLL = "bench-enroll-secret-0123456789"
+DEVICE = "d-bench"
+
+
+def header(session: str, seq: int) -> dict[str, Any]:
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "session": session,
+        "seq": seq,
+        "device": DEVICE,
+        "user": "u-bench",
+    }
+
+
+def records_for(target: int, seed: int) -> list[dict[str, Any]]:
+    """Realistic mouse records, about ``target`` bytes once compressed (~2.7 B/byte ratio)."""
+    rng = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    t = 0
+    for _ in range(int(target * 2.75 / 56)):
+        t += rng.randrange(1, 20000)
+        x, y = rng.randrange(1920), rng.randrange(1080)
+        out.append({"k": "mv", "t": t, "x": x, "y": y, "id": rng.randbytes(6).hex()})
+    return out
+
+
+def chunk_body(session: str, seq: int, records: list[dict[str, Any]]) -> bytes:
+    """A valid chunk (one zstd frame with checksum), built in memory."""
+    lines = [encode_line(header(session, seq)), *(encode_line(r) for r in records)]
+    return zstd.ZstdCompressor(level=3, write_checksum=True).compress(b"".join(lines))
+
+
+def make_chunk(folder: Path, session: str, seq: int, target: int) -> Path:
+    """A sealed chunk with its manifest in the spool layout."""
+    writer = ChunkWriter(folder, session, seq, header(session, seq), level=3)
+    writer.write_many(records_for(target, seq))
+    writer.seal()
+    return folder / f"{seq:06d}.jsonl.zst"
+
+
+def start_collector(data: Path, port: int) -> subprocess.Popen[bytes]:
+    (data.parent / "admin").write_text(ADMIN)
+    (data.parent / "enroll").write_text(ENROLL)
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "deskcorder", "collector", "serve",
+            "--data", str(data), "--port", str(port),
+            "--admin-token-file", str(data.parent / "admin"),
+            "--enroll-secret-file", str(data.parent / "enroll"),
+        ],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("collector did not start")
+
+
+def enroll(port: int) -> str:
+    resp = httpx.post(
+        f"http://127.0.0.1:{port}/v1/enroll",
+        json={"device": DEVICE},
+        headers={"Authorization": f"Bearer {ENROLL}"},
+    )
+    resp.raise_for_status()
+    return str(resp.json()["token"])
+
+
+async def put_all(port: int, token: str, bodies: list[tuple[str, int, bytes]], conns: int) -> int:
+    queue: asyncio.Queue[tuple[str, int, bytes]] = asyncio.Queue()
+    for item in bodies:
+        queue.put_nowait(item)
+    ok = 0
+
+    async def worker() -> None:
+        nonlocal ok
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while not queue.empty():
+            session, seq, body = queue.get_nowait()
+            sha = hashlib.sha256(body).hexdigest()
+            head = (
+                f"PUT /v1/sessions/{session}/chunks/{seq} HTTP/1.1\r\nHost: bench\r\n"
+                f"Authorization: Bearer {token}\r\nX-Deskcorder-SHA256: {sha}\r\n"
+                f"Content-Type: application/zstd\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            writer.write(head + body)
+            await writer.drain()
+            status_line = await reader.readline()
+            length = 0
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b""):
+                    break
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            if status_line.split()[1] == b"201":
+                ok += 1
+        writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(conns)))
+    return ok
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_puts(port: int, token: str, n: int, conns: int, server_pid: int) -> dict[str, float]:
+    bodies: list[tuple[str, int, bytes]] = []
+    t0 = time.perf_counter()
+    pool = [records_for(64 * 1024, seed) for seed in range(8)]
+    for i in range(n):
+        session = f"20261127T000000Z-{i // 1000:08x}"
+        seq = i % 1000
+        bodies.append((session, seq, chunk_body(session, seq, pool[i % len(pool)])))
+    gen = time.perf_counter() - t0
+    sizes = [len(b) for _, _, b in bodies]
+    cpu0 = cpu_seconds(server_pid)
+    t0 = time.perf_counter()
+    ok = asyncio.run(put_all(port, token, bodies, conns))
+    elapsed = time.perf_counter() - t0
+    cpu = cpu_seconds(server_pid) - cpu0
+    return {
+        "puts": n,
+        "stored": ok,
+        "mean_kib": sum(sizes) / len(sizes) / 1024,
+        "seconds": elapsed,
+        "puts_per_s": n / elapsed,
+        "mb_per_s": sum(sizes) / elapsed / 1e6,
+        "generate_s": gen,
+        "server_cpu_ms_per_put": cpu / n * 1000,
+        "puts_per_cpu_s": n / cpu if cpu else float("inf"),
+    }
+
+
+def bench_uploader(port: int, work: Path, total_mb: int, server_pid: int) -> dict[str, float]:
+    spool = work / "spool"
+    session = "20261127T010000Z-0000beef"
+    folder = spool / "sessions" / session
+    folder.mkdir(parents=True)
+    seq = 0
+    size = 0
+    while size < total_mb * 1_000_000:
+        size += make_chunk(folder, session, seq, 1024 * 1024).stat().st_size
+        seq += 1
+    cfg = Upload(endpoint=f"http://127.0.0.1:{port}", enroll_secret=ENROLL, backoff_max_s=1)
+    up = Uploader(cfg, spool, DEVICE)
+    cpu0 = cpu_seconds(server_pid)
+    own0 = time.process_time()
+    t0 = time.perf_counter()
+    up.start()
+    while pending_chunks(spool):
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - t0
+    own = time.process_time() - own0
+    cpu = cpu_seconds(server_pid) - cpu0
+    up.stop(5)
+    return {
+        "chunks": seq,
+        "mb": size / 1e6,
+        "seconds": elapsed,
+        "mb_per_s": size / 1e6 / elapsed,
+        "uploader_cpu_s": own,
+        "server_cpu_s": cpu,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--puts", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--upload-mb", type=int, default=100)
+    parser.add_argument("--data", type=Path, help="collector data folder's parent (default: tmp)")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-collector-", dir=args.data))
+    port = args.port or _free_port()
+    proc = start_collector(work / "data", port)
+    try:
+        token = enroll(port)
+        puts = bench_puts(port, token, args.puts, args.concurrency, proc.pid)
+        print(
+            f"collector: {puts['puts']:.0f} PUTs of {puts['mean_kib']:.1f} KiB chunks "
+            f"({puts['stored']:.0f} stored) in {puts['seconds']:.2f} s = "
+            f"{puts['puts_per_s']:.0f} PUTs/s ({puts['mb_per_s']:.1f} MB/s), "
+            f"{args.concurrency} connections, 1 worker; server CPU "
+            f"{puts['server_cpu_ms_per_put']:.2f} ms/PUT = {puts['puts_per_cpu_s']:.0f} PUTs "
+            "per CPU-second"
+        )
+        up = bench_uploader(port, work, args.upload_mb, proc.pid)
+        print(
+            f"uploader: {up['chunks']:.0f} chunks, {up['mb']:.1f} MB in {up['seconds']:.2f} s = "
+            f"{up['mb_per_s']:.1f} MB/s to a loopback collector; CPU: uploader (this "
+            f"process, incl. polling) {up['uploader_cpu_s']:.2f} s, collector "
+            f"{up['server_cpu_s']:.2f} s"
+        )
+        print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
