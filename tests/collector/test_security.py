@@ -262,7 +262,7 @@ def test_bad_bodies_get_4xx_and_the_server_stays_small(
                 json.dumps(chunk_header(SESSION, 0)).encode() + b'\n{"k":"kd"}\n[2]\n'
             ),
             422,
-            "after record 1 is not a JSON object",
+            "record 2 is not a JSON object",
         ),
     ]
     good, _ = chunk_bytes(tmp_path)

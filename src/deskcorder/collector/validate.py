@@ -174,7 +174,7 @@ def validate_chunk(fh: IO[bytes], *, max_output: int, max_line: int) -> ChunkInf
         if not (
             block.startswith(b"{") and block.endswith(b"}\n") and block.count(b"}\n{") == lines - 1
         ):
-            raise FormatError(f"a record after record {info.records} is not a JSON object")
+            raise FormatError(f"record {info.records + _first_bad(block)} is not a JSON object")
         info.records += lines
         info.raw_bytes += len(block)
         if _SHOT in block:
@@ -182,6 +182,14 @@ def validate_chunk(fh: IO[bytes], *, max_output: int, max_line: int) -> ChunkInf
     if info is None:
         raise FormatError("chunk has no header line")
     return info
+
+
+def _first_bad(block: bytes) -> int:
+    """1-based index of the first line of ``block`` that is not ``{...}`` (error path only)."""
+    for n, line in enumerate(block.split(b"\n")[:-1], 1):
+        if not (line.startswith(b"{") and line.endswith(b"}")):
+            return n
+    return 1
 
 
 _SHOT = b'"' + K_SHOT.encode() + b'"'
