@@ -7,7 +7,6 @@ Every route but ``/healthz`` needs a bearer token: the org enroll secret for
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
@@ -24,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .store import Limits, PutResult, Rejected, Store
+from .store import Body, Limits, PutResult, Rejected, Store
 from .validate import parse_seq, valid_device, valid_session, valid_sha
 
 log = logging.getLogger(__name__)
@@ -109,30 +108,27 @@ class Collector:
         token = _bearer(request)
         return bool(token and self.admin_token and _same(token, self.admin_token))
 
-    async def _receive(self, request: Request, limit: int) -> tuple[Path, Any, str, int]:
-        """Stream the body into a temp file, bounded by ``limit``; returns its sha256."""
+    async def _receive(self, request: Request, limit: int) -> tuple[Body, str]:
+        """Read the body, bounded by ``limit``; returns it and its sha256."""
         length = request.headers.get("content-length")
         if length is not None:
             if not length.isdigit():
                 raise Rejected(400, "bad Content-Length")
             if int(length) > limit:
                 raise Rejected(413, f"body larger than {limit} bytes")
-        tmp, fh = self.store.new_temp()
+        body = self.store.new_body()
         sha = hashlib.sha256()
-        size = 0
         try:
             async for piece in request.stream():
-                size += len(piece)
-                if size > limit:
+                if body.size + len(piece) > limit:
                     raise Rejected(413, f"body larger than {limit} bytes")
                 sha.update(piece)
-                fh.write(piece)
+                body.write(piece)
         except BaseException:
-            fh.close()
-            tmp.unlink(missing_ok=True)
+            body.discard()
             raise
-        self.metrics.bytes_received += size
-        return tmp, fh, sha.hexdigest(), size
+        self.metrics.bytes_received += body.size
+        return body, sha.hexdigest()
 
     # -- routes ------------------------------------------------------------------------
     async def health(self, request: Request) -> Response:
@@ -186,17 +182,15 @@ class Collector:
         owner = self.store.session_owner(session)
         if owner is not None and owner != device:
             return _error(403, f"session {session} belongs to another device")
-        tmp, fh, sha, _size = await self._receive(request, self.limits.max_chunk_bytes)
+        body, sha = await self._receive(request, self.limits.max_chunk_bytes)
         try:
             if sha != claimed:
                 raise Rejected(400, f"body sha256 {sha} does not match the header")
             result: PutResult = await anyio.to_thread.run_sync(
-                self.store.put_chunk, device, session, seq, sha, tmp, fh
+                self.store.put_chunk, device, session, seq, sha, body
             )
         finally:
-            with contextlib.suppress(OSError):
-                fh.close()
-            tmp.unlink(missing_ok=True)
+            body.discard()
         if result.created:
             self.metrics.chunks_stored += 1
         else:
@@ -232,15 +226,13 @@ class Collector:
         if request.method == "HEAD":
             present = self.store.has_blob(device, sha)
             return Response(status_code=200 if present else 404)
-        tmp, fh, got, _size = await self._receive(request, self.limits.max_blob_bytes)
+        body, got = await self._receive(request, self.limits.max_blob_bytes)
         try:
             if got != sha:
                 raise Rejected(400, f"body sha256 {got} does not match the URL")
-            result = await anyio.to_thread.run_sync(self.store.put_blob, device, sha, tmp, fh)
+            result = await anyio.to_thread.run_sync(self.store.put_blob, device, sha, body)
         finally:
-            with contextlib.suppress(OSError):
-                fh.close()
-            tmp.unlink(missing_ok=True)
+            body.discard()
         if result.created:
             self.metrics.blobs_stored += 1
         return JSONResponse(

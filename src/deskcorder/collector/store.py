@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import secrets
@@ -55,6 +56,72 @@ CREATE TABLE IF NOT EXISTS receipts (
   body TEXT NOT NULL, received REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS receipts_user ON receipts(user);
 """
+
+
+CACHE_MAX = 100_000
+SPILL_BYTES = 4 * 1024 * 1024
+
+
+class Body:
+    """A request body: in memory up to SPILL_BYTES, then in a temp file.
+
+    Created and written on the event loop; only bodies larger than the
+    threshold create a file there. ``durable_file`` (in a worker thread)
+    returns a fsynced temp file ready to be renamed into place.
+    """
+
+    def __init__(self, tmp_dir: Path) -> None:
+        self.tmp_dir = tmp_dir
+        self.size = 0
+        self._buf = io.BytesIO()
+        self._path: Path | None = None
+        self._fh: IO[bytes] | None = None
+
+    def _new_path(self) -> Path:
+        return self.tmp_dir / f"{secrets.token_hex(8)}.part"
+
+    def write(self, piece: bytes) -> None:
+        self.size += len(piece)
+        if self._fh is None and self.size > SPILL_BYTES:
+            self._path = self._new_path()
+            self._fh = open(self._path, "w+b")  # noqa: SIM115 - closed by discard/durable_file
+            self._fh.write(self._buf.getvalue())
+            self._buf = io.BytesIO()
+        (self._fh or self._buf).write(piece)
+
+    def reader(self) -> IO[bytes]:
+        if self._fh is not None:
+            self._fh.flush()
+            self._fh.seek(0)
+            return self._fh
+        self._buf.seek(0)
+        return self._buf
+
+    def durable_file(self) -> Path:
+        if self._fh is None:
+            self._path = self._new_path()
+            with open(self._path, "wb") as fh:
+                fh.write(self._buf.getbuffer())
+                fh.flush()
+                os.fsync(fh.fileno())
+        else:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+        assert self._path is not None
+        path, self._path = self._path, None
+        return path
+
+    def discard(self) -> None:
+        if self._fh is not None:
+            with contextlib.suppress(OSError):
+                self._fh.close()
+            self._fh = None
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+            self._path = None
+        self._buf = io.BytesIO()
 
 
 @dataclass(frozen=True)
@@ -109,6 +176,9 @@ class Store:
         except sqlite3.Error as exc:
             raise DeskcorderError(f"{self.root}: cannot open the index: {exc}") from exc
         self._lock = threading.Lock()
+        # read on the event loop: never wait there for a lock held across a commit
+        self._devices: dict[str, str] = {}  # token digest -> device
+        self._owners: dict[str, str] = {}  # session -> device
 
     def close(self) -> None:
         with self._lock:
@@ -119,6 +189,7 @@ class Store:
         """A new token for ``device`` (replaces any previous one, revoked or not)."""
         token = secrets.token_urlsafe(32)
         with self._lock:
+            self._devices = {k: v for k, v in self._devices.items() if v != device}
             self._db.execute(
                 "INSERT INTO devices(device, token_sha256, enrolled, revoked) VALUES (?,?,?,0) "
                 "ON CONFLICT(device) DO UPDATE SET token_sha256=excluded.token_sha256, "
@@ -128,28 +199,35 @@ class Store:
         return token
 
     def device_for_token(self, token: str) -> str | None:
+        digest = token_digest(token)
+        cached = self._devices.get(digest)
+        if cached is not None:
+            return cached
         with self._lock:
             row = self._db.execute(
-                "SELECT device FROM devices WHERE token_sha256=? AND revoked=0",
-                (token_digest(token),),
+                "SELECT device FROM devices WHERE token_sha256=? AND revoked=0", (digest,)
             ).fetchone()
-        return str(row[0]) if row else None
+        if row is None:
+            return None
+        if len(self._devices) > CACHE_MAX:
+            self._devices.clear()
+        self._devices[digest] = str(row[0])
+        return str(row[0])
 
     def revoke(self, device: str) -> bool:
         with self._lock:
             cur = self._db.execute("UPDATE devices SET revoked=1 WHERE device=?", (device,))
+            self._devices = {k: v for k, v in self._devices.items() if v != device}
         return cur.rowcount > 0
 
     # -- receiving bodies --------------------------------------------------------------
-    def new_temp(self) -> tuple[Path, IO[bytes]]:
-        name = self.tmp_dir / f"{secrets.token_hex(8)}.part"
-        return name, open(name, "w+b")
+    def new_body(self) -> Body:
+        return Body(self.tmp_dir)
 
-    def _place(self, tmp: Path, fh: IO[bytes], final: Path) -> None:
-        fh.flush()
-        os.fsync(fh.fileno())
-        fh.close()
+    def _place(self, body: Body, final: Path) -> None:
+        """temp + fsync + rename + fsync(dir): ``final`` exists only complete and durable."""
         final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = body.durable_file()
         os.replace(tmp, final)
         fsync_dir(final.parent)
 
@@ -160,11 +238,19 @@ class Store:
         return self.blobs_dir / sha[:2] / sha
 
     def session_owner(self, session: str) -> str | None:
+        cached = self._owners.get(session)
+        if cached is not None:
+            return cached
         with self._lock:
             row = self._db.execute(
                 "SELECT device FROM sessions WHERE session=?", (session,)
             ).fetchone()
-        return str(row[0]) if row else None
+        if row is None:
+            return None
+        if len(self._owners) > CACHE_MAX:
+            self._owners.clear()
+        self._owners[session] = str(row[0])
+        return str(row[0])
 
     def chunk_digest(self, session: str, seq: int) -> str | None:
         with self._lock:
@@ -173,10 +259,8 @@ class Store:
             ).fetchone()
         return str(row[0]) if row else None
 
-    def put_chunk(
-        self, device: str, session: str, seq: int, sha: str, tmp: Path, fh: IO[bytes]
-    ) -> PutResult:
-        """Validate the received body in ``fh`` (already digest-checked) and store it."""
+    def put_chunk(self, device: str, session: str, seq: int, sha: str, body: Body) -> PutResult:
+        """Validate the received ``body`` (already digest-checked) and store it."""
         owner = self.session_owner(session)
         if owner is not None and owner != device:
             raise Rejected(403, f"session {session} belongs to another device")
@@ -187,15 +271,15 @@ class Store:
             raise Rejected(409, f"chunk {session}/{seq:06d} already stored with another digest")
         try:
             info = validate_chunk(
-                fh,
+                body.reader(),
                 max_output=self.limits.max_decompressed_bytes,
                 max_line=self.limits.max_line_bytes,
             )
         except FormatError as exc:
             raise Rejected(422, f"not a valid chunk: {exc}") from exc
         self._check_header(info, device, session, seq)
-        size = fh.seek(0, 2)
-        self._place(tmp, fh, self.chunk_path(session, seq))
+        size = body.size
+        self._place(body, self.chunk_path(session, seq))
         user = str(info.header.get("user") or "")
         with self._lock:
             row = self._db.execute(
@@ -247,14 +331,11 @@ class Store:
             ).fetchone()
         return row is not None and self.blob_path(sha).exists()
 
-    def put_blob(self, device: str, sha: str, tmp: Path, fh: IO[bytes]) -> PutResult:
-        size = fh.seek(0, 2)
+    def put_blob(self, device: str, sha: str, body: Body) -> PutResult:
+        size = body.size
         final = self.blob_path(sha)
-        if final.exists():
-            fh.close()
-            tmp.unlink(missing_ok=True)
-        else:
-            self._place(tmp, fh, final)
+        if not final.exists():
+            self._place(body, final)
         with self._lock:
             cur = self._db.execute(
                 "INSERT OR IGNORE INTO blobs(sha256, device, bytes, received) VALUES (?,?,?,?)",
@@ -359,6 +440,8 @@ class Store:
                 )
                 for table in ("chunks", "chunk_blobs", "sessions"):
                     self._db.execute(f"DELETE FROM {table} WHERE session=?", (session,))
+            for session in sessions:
+                self._owners.pop(session, None)
             receipts = self._db.execute("DELETE FROM receipts WHERE user=?", (user,)).rowcount
             orphans = [
                 sha

@@ -218,6 +218,8 @@ class Uploader:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            if not self._thread.is_alive():
+                self._save_status()
         if self._client is not None and (self._thread is None or not self._thread.is_alive()):
             self._client.close()
 
@@ -463,9 +465,9 @@ class Uploader:
         return refs
 
     def _delete(self, item: Pending, manifest: Manifest, refs: Counter[str]) -> None:
+        # no fsync here: a deletion lost in a crash only means one idempotent re-upload
         item.path.unlink(missing_ok=True)
         item.manifest_path.unlink(missing_ok=True)
-        fsync_dir(item.path.parent)
         for sha in manifest.blobs:
             refs[sha] -= 1
             if refs[sha] <= 0:
@@ -474,7 +476,8 @@ class Uploader:
         self._remove_session_dir(item.path.parent)
         self.uploaded += 1
         self.last_success = _now_iso()
-        self._save_status()
+        if time.monotonic() - self._status_saved >= 1.0:
+            self._save_status()
         if self.on_freed is not None:
             self.on_freed()
 
@@ -529,6 +532,7 @@ class Uploader:
         return self._root / "state" / STATUS_FILE
 
     def _save_status(self) -> None:
+        self._status_saved = time.monotonic()
         body = {
             "uploaded_total": self._uploaded_total + self.uploaded,
             "last_success": self.last_success,
@@ -539,6 +543,7 @@ class Uploader:
             _write_private(self._status_path(), json.dumps(body).encode())
 
     _uploaded_total = 0
+    _status_saved = 0.0
 
     def _load_status(self) -> None:
         with contextlib.suppress(OSError, ValueError, AttributeError):
