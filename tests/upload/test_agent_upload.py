@@ -122,3 +122,44 @@ def test_agent_sigkilled_mid_upload_restarts_and_delivers_exactly_once(
     assert not set(stored) & set(left)
     assert sorted({*stored, *left}) == list(range(len(stored) + len(left)))
     assert not list((spool / "rejected").rglob("*"))
+
+
+def test_full_spool_stops_capture_until_uploads_free_space(cli: Cli, tmp_path: Path) -> None:
+    from deskcorder.agent import machine_id, pseudonym
+    from tests.collector.helpers import free_port, write_chunk
+
+    key = "test-org-key-0123456789"
+    device = pseudonym("device", machine_id(), key)
+    spool = tmp_path / "spool"
+    # 1.3 MiB of sealed, unsent chunks from an earlier session: over the 1 MiB quota
+    session = "20261127T000000Z-00000fee"
+    for seq in range(12):
+        records = [{"k": "kd", "t": i, "pad": os.urandom(500).hex()} for i in range(220)]
+        write_chunk(spool / "sessions" / session, session, seq, records, device=device)
+    port = free_port()  # nothing listens there yet: uploads fail and retry
+    policy = write_policy(tmp_path / "policy.toml", f"http://127.0.0.1:{port}")
+    quota = '[spool]\nquota_mb = 1\non_full = "stop"'
+    policy.write_text(policy.read_text().replace("[spool]", quota))
+    agent = cli.start(
+        "run", "--backend", "fake", "--spool", str(spool), "--policy", str(policy),
+        DESKCORDER_FAKE_REPEAT="1000", DESKCORDER_FAKE_SPEED="4",
+    )  # fmt: skip
+    collector = CollectorProc(tmp_path, port)
+    try:
+
+        def status() -> dict[str, Any]:
+            done = cli.run("status", "--json")
+            return json.loads(done.stdout) if done.returncode == 0 else {}
+
+        blocked = wait_until(lambda: status().get("blocked") == "quota", 20, "quota block")
+        assert blocked
+        upload = status()["uploader"]
+        assert upload["chunks_pending"] == 12 and "ConnectError" in str(upload["last_error"])
+        assert "not recording: spool full" in cli.run("status").stdout
+        collector.start()
+        wait_until(lambda: status().get("recording") is True, 30, "recording again")
+        assert not (spool / "sessions" / session).exists()
+        assert len(collector.records(session)) == 12
+    finally:
+        stop(agent)
+        collector.stop()
