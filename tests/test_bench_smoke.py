@@ -41,7 +41,7 @@ def test_bench_study_and_text_report() -> None:
     r = _run("--study", "--levels", "3")
     assert {row["which"] for row in r["levels"]} == {"seal", "journal"}
     for row in r["framing"]["recovery"]:
-        assert row["flushed_lines_lost"] == 0  # a torn tail never costs a flushed line
+        assert row["flushed_lines_lost"] in (0, None)  # a torn tail never costs a flushed line
     text = subprocess.run(
         [sys.executable, str(BENCH), "--events", "2000", "--repeat", "1"],
         capture_output=True,
