@@ -5,8 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 import zstandard as zstd
 
+from deskcorder.storage import chunk as chunk_mod
 from deskcorder.storage.chunk import (
     ChunkWriter,
     chunk_name,
@@ -65,3 +67,22 @@ def test_crash_between_rename_and_journal_removal(tmp_path: Path) -> None:
     assert recover_part(tmp_path / part_name(0)) is None
     assert not (tmp_path / part_name(0)).exists()
     assert (tmp_path / chunk_name(0)).read_bytes() == sealed  # the sealed chunk wins, no gap
+
+
+def test_seal_falls_back_to_the_journal_when_reencoding_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = _write_journal(tmp_path)
+
+    class Broken:
+        def stream_reader(self, *args: object, **kwargs: object) -> object:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(chunk_mod.zstd, "ZstdDecompressor", Broken)
+    manifest = w.seal()
+    monkeypatch.undo()
+    path = tmp_path / chunk_name(0)
+    assert manifest.bytes == path.stat().st_size
+    assert not list(tmp_path.glob(".*")) and not (tmp_path / part_name(0)).exists()
+    decoded = read_chunk(path)
+    assert decoded.complete and decoded.records == _records(720)

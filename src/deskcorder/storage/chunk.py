@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ from deskcorder.events import (
     K_SHOT,
     event_count,
 )
+
+log = logging.getLogger(__name__)
 
 PART_SUFFIX = ".jsonl.zst.part"
 CHUNK_SUFFIX = ".jsonl.zst"
@@ -264,19 +267,28 @@ class ChunkWriter:
         """
         tmp = self.directory / f".{self.final_path.name}.tmp"
         cctx = zstd.ZstdCompressor(level=level, write_checksum=True)
-        with open(self.part_path, "rb") as src, open(tmp, "wb") as dst:
-            cctx.copy_stream(zstd.ZstdDecompressor().stream_reader(src), dst)
-            dst.flush()
-            os.fsync(dst.fileno())
-        data = tmp.read_bytes()
-        if len(data) >= self._size:
+        try:
+            with open(self.part_path, "rb") as src, open(tmp, "wb") as dst:
+                cctx.copy_stream(zstd.ZstdDecompressor().stream_reader(src), dst)
+                dst.flush()
+                os.fsync(dst.fileno())
+                size = dst.tell()
+        except (OSError, zstd.ZstdError) as exc:  # e.g. disk full: keep the journal as is
+            log.warning("%s: sealing without re-encoding: %s", self.part_path, exc)
+            tmp.unlink(missing_ok=True)
+            return None
+        if size >= self._size:
             tmp.unlink()
             return None
+        sha = hashlib.sha256()
+        with open(tmp, "rb") as fh:
+            while block := fh.read(1 << 20):
+                sha.update(block)
         os.replace(tmp, self.final_path)
         fsync_dir(self.directory)
         self.part_path.unlink()
         fsync_dir(self.directory)
-        return hashlib.sha256(data).hexdigest(), len(data)
+        return sha.hexdigest(), size
 
     def abandon(self) -> None:
         """Close without sealing: the .part stays for recovery (tests, fatal errors)."""
