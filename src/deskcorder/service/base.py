@@ -32,9 +32,7 @@ MARKER = "deskcorder service install"
 
 def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
     """Run an OS tool with a timeout; replaced in tests."""
-    return subprocess.run(
-        list(argv), capture_output=True, text=True, timeout=30, check=False
-    )
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=30, check=False)
 
 
 @dataclass(frozen=True)
