@@ -116,7 +116,8 @@ def _convert(value: Any, ann: Any, where: str) -> Any:
         return [line for line in value.splitlines() if line] if "\n" in value else [value]
     if origin is dict and isinstance(value, dict):
         inner = get_args(ann)[1] if get_args(ann) else None
-        return {k: _convert(v, inner, f"{where}\\{k}") for k, v in value.items()}
+        # an empty list (a weekday left empty in Group Policy) means the same as no entry
+        return {k: _convert(v, inner, f"{where}\\{k}") for k, v in value.items() if v != []}
     return value
 
 
@@ -140,8 +141,9 @@ def registry_to_policy(tree: RegTree) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 
 
-def read_managed_plist(path: Path = MANAGED_PLIST) -> dict[str, Any] | None:
+def read_managed_plist(path: Path | None = None) -> dict[str, Any] | None:
     """The managed preferences for our domain (None if MDM set none)."""
+    path = path or MANAGED_PLIST
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
