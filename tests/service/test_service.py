@@ -121,7 +121,7 @@ def test_systemd_analyze_catches_a_bad_unit(tmp_path: Path) -> None:
 def test_unit_is_bound_to_the_graphical_session_and_limited(tmp_path: Path) -> None:
     text = svc_linux.render_unit(target(tmp_path, cpu_quota_percent=30, memory_max_mb=512))
     lines = set(text.splitlines())
-    assert text.startswith(f"# Written by `{MARKER}`")
+    assert text.startswith(f"# {MARKER};")
     for line in (
         "PartOf=graphical-session.target",
         "After=graphical-session.target",
@@ -445,3 +445,15 @@ def test_cli_reports_a_file_it_cannot_write(cli, tmp_path: Path) -> None:  # typ
     assert done.returncode == 1
     assert done.stderr.startswith("deskcorder: error: cannot write ")
     assert done.stderr.count("\n") == 1
+
+
+def test_the_templates_own_comments_do_not_count_as_the_marker(tmp_path: Path) -> None:
+    """A unit rendered by a package from the bare template is not ours to remove."""
+    t = target(tmp_path, "all-users")
+    unit = tmp_path / "usr/lib/systemd/user/deskcorder.service"
+    unit.parent.mkdir(parents=True)
+    unit.write_text((DATA / "deskcorder.service").read_text())
+    assert MARKER not in unit.read_text()
+    assert install(t)[0].verb == "kept"
+    uninstall(t)
+    assert unit.exists()

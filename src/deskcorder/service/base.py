@@ -27,7 +27,7 @@ Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
 
 #: First line of every file that ``deskcorder service install`` writes. Uninstall
 #: removes only files that carry it (never a file a package or a person put there).
-MARKER = "deskcorder service install"
+MARKER = "Written by `deskcorder service install`"
 
 
 def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:

@@ -38,12 +38,12 @@ def render_unit(target: Target) -> str:
             "MEMORY_MAX": str(target.memory_max_mb),
         },
     )
-    return f"# Written by `{MARKER}`; `deskcorder service uninstall` removes it.\n" + text
+    return f"# {MARKER}; `deskcorder service uninstall` removes it.\n" + text
 
 
 def render_desktop(target: Target) -> str:
     text = fill(template(DESKTOP), {"EXEC": _quote(target.exec_path)})
-    return f"# Written by `{MARKER}`; `deskcorder service uninstall` removes it.\n" + text
+    return f"# {MARKER}; `deskcorder service uninstall` removes it.\n" + text
 
 
 def unit_dir(target: Target) -> PurePosixPath:

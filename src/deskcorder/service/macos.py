@@ -29,7 +29,7 @@ def render_plist(target: Target) -> bytes:
         data["StandardErrorPath"] = log
         data["StandardOutPath"] = log
     body = plistlib.dumps(data, sort_keys=False)
-    comment = f"<!-- Written by `{MARKER}`; `deskcorder service uninstall` removes it. -->\n"
+    comment = f"<!-- {MARKER}; `deskcorder service uninstall` removes it. -->\n"
     head, sep, rest = body.partition(b"<plist")
     return head + comment.encode() + sep + rest
 

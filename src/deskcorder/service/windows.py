@@ -58,9 +58,7 @@ def render_task(target: Target) -> bytes:
         group = ET.Element(f"{q}GroupId")
         group.text = USERS_GROUP_SID
         principal.insert(0, group)
-    root.insert(
-        0, ET.Comment(f" Written by `{MARKER}`; `deskcorder service uninstall` removes it. ")
-    )
+    root.insert(0, ET.Comment(f" {MARKER}; `deskcorder service uninstall` removes it. "))
     body = ET.tostring(root, encoding="unicode")
     xml = '<?xml version="1.0" encoding="UTF-16"?>\n' + body + "\n"
     return xml.encode("utf-16")  # with BOM
