@@ -457,3 +457,39 @@ def test_the_templates_own_comments_do_not_count_as_the_marker(tmp_path: Path) -
     assert install(t)[0].verb == "kept"
     uninstall(t)
     assert unit.exists()
+
+
+def test_python_dash_m_commands_render_on_every_platform(tmp_path: Path) -> None:
+    kw = {"exec_path": r"C:\Program Files\deskcorder\python\pythonw.exe"}
+    args = ("-m", "deskcorder")
+    win = Target("all-users", exec_args=args, platform="win32", root=tmp_path, **kw)
+    root = _task(svc_windows.render_task(win))
+    exe = root.find(f"{TASK_NS}Actions/{TASK_NS}Exec")
+    assert exe is not None
+    assert exe.findtext(f"{TASK_NS}Command") == kw["exec_path"]
+    assert exe.findtext(f"{TASK_NS}Arguments") == "-m deskcorder run"
+    mac = Target("user", "/usr/local/bin/python3", args, "darwin", tmp_path, PurePosixPath("/h"))
+    assert plistlib.loads(svc_macos.render_plist(mac))["ProgramArguments"] == [
+        "/usr/local/bin/python3",
+        "-m",
+        "deskcorder",
+        "run",
+    ]
+    lin = Target("user", "/usr/bin/python3", args, "linux", tmp_path, PurePosixPath("/h"))
+    assert "ExecStart=/usr/bin/python3 -m deskcorder run" in svc_linux.render_unit(lin)
+
+
+def test_default_exec_finds_the_script_next_to_python_or_falls_back_to_dash_m(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deskcorder.service import default_exec
+
+    assert default_exec("linux") == (EXE, ())
+    fake_python = tmp_path / "bin" / "python3"
+    fake_python.parent.mkdir()
+    fake_python.write_text("")
+    monkeypatch.setattr(sys, "executable", str(fake_python))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert default_exec("linux") == (str(fake_python), ("-m", "deskcorder"))
+    (tmp_path / "bin" / "pythonw.exe").write_text("")
+    assert default_exec("win32") == (str(tmp_path / "bin" / "pythonw.exe"), ("-m", "deskcorder"))

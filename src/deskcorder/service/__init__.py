@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from deskcorder.errors import DeskcorderError, EnvironmentUnsupported
+from deskcorder.errors import EnvironmentUnsupported
 from deskcorder.service.base import Action, Scope, Target, apply, inspect, remove
 
 __all__ = ["Action", "Scope", "Target", "default_exec", "install", "status", "uninstall"]
@@ -36,19 +36,25 @@ def _module(platform: str) -> ModuleType:
     raise EnvironmentUnsupported(f"no login service support for platform {platform!r}")
 
 
-def default_exec() -> str:
-    """The absolute path of the ``deskcorder`` command that the service will start."""
+def default_exec(platform: str = sys.platform) -> tuple[str, tuple[str, ...]]:
+    """The command the service starts: the ``deskcorder`` script, or Python ``-m deskcorder``.
+
+    On Windows it is ``pythonw.exe -m deskcorder`` when there is one, so that no
+    console window opens at logon (the tray icon is the visible indicator).
+    """
     here = Path(sys.executable).parent
+    if platform.startswith("win"):
+        pythonw = here / "pythonw.exe"
+        if pythonw.is_file():
+            return str(pythonw), ("-m", "deskcorder")
     for name in ("deskcorder", "deskcorder.exe"):
         candidate = here / name
         if candidate.is_file():
-            return str(candidate)
+            return str(candidate), ()
     found = shutil.which("deskcorder")
     if found:
-        return str(Path(found).resolve())
-    raise DeskcorderError(
-        "cannot find the deskcorder command next to Python or on PATH; pass --exec PATH"
-    )
+        return str(Path(found).absolute()), ()
+    return str(Path(sys.executable).absolute()), ("-m", "deskcorder")
 
 
 def default_user() -> str:

@@ -45,6 +45,7 @@ class Target:
 
     scope: Scope
     exec_path: str
+    exec_args: tuple[str, ...] = ()  # e.g. ("-m", "deskcorder") after pythonw.exe
     platform: str = sys.platform
     root: Path = Path("/")
     home: PurePath = field(default_factory=Path.home)

@@ -68,9 +68,11 @@ def cmd_service(args: argparse.Namespace) -> int:
         limits = load_policy(args.policy, extra_machine_layers=managed_layers).policy.limits
         cpu, high, top = ceilings(limits.cpu_percent, limits.memory_mb)
         extra = {"cpu_quota_percent": cpu, "memory_high_mb": high, "memory_max_mb": top}
+    exec_path, exec_args = (args.exec_path, ()) if args.exec_path else default_exec(platform)
     target = Target(
         scope=args.scope,
-        exec_path=args.exec_path or default_exec(),
+        exec_path=exec_path,
+        exec_args=exec_args,
         platform=platform,
         root=root,
         user=default_user(),

@@ -28,11 +28,15 @@ def _quote(path: str) -> str:
     return f'"{path}"' if any(c.isspace() for c in path) else path
 
 
+def _command(target: Target) -> str:
+    return " ".join(_quote(part) for part in (target.exec_path, *target.exec_args))
+
+
 def render_unit(target: Target) -> str:
     text = fill(
         template(UNIT),
         {
-            "EXEC": _quote(target.exec_path),
+            "EXEC": _command(target),
             "CPU_QUOTA": str(target.cpu_quota_percent),
             "MEMORY_HIGH": str(target.memory_high_mb),
             "MEMORY_MAX": str(target.memory_max_mb),
@@ -42,7 +46,7 @@ def render_unit(target: Target) -> str:
 
 
 def render_desktop(target: Target) -> str:
-    text = fill(template(DESKTOP), {"EXEC": _quote(target.exec_path)})
+    text = fill(template(DESKTOP), {"EXEC": _command(target)})
     return f"# {MARKER}; `deskcorder service uninstall` removes it.\n" + text
 
 

@@ -24,6 +24,7 @@ def render_plist(target: Target) -> bytes:
         data: dict[str, Any] = plistlib.loads(text.encode())
     except plistlib.InvalidFileException as exc:  # pragma: no cover - template is tested
         raise DeskcorderError(f"service template {PLIST} is not a valid plist") from exc
+    data["ProgramArguments"] = [target.exec_path, *target.exec_args, "run"]
     if target.scope == "user":
         log = str(PurePosixPath(target.home) / "Library/Logs/deskcorder/agent.log")
         data["StandardErrorPath"] = log

@@ -12,6 +12,7 @@ replace it.
 
 from __future__ import annotations
 
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import PureWindowsPath
 
@@ -43,6 +44,9 @@ def render_task(target: Target) -> bytes:
     ET.register_namespace("", NS)
     root = ET.fromstring(text)
     q = f"{{{NS}}}"
+    arguments = root.find(f"{q}Actions/{q}Exec/{q}Arguments")
+    assert arguments is not None
+    arguments.text = subprocess.list2cmdline([*target.exec_args, "run"])
     uri = root.find(f"{q}RegistrationInfo/{q}URI")
     if uri is not None:
         uri.text = task_name(target)
