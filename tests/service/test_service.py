@@ -493,3 +493,16 @@ def test_default_exec_finds_the_script_next_to_python_or_falls_back_to_dash_m(
     assert default_exec("linux") == (str(fake_python), ("-m", "deskcorder"))
     (tmp_path / "bin" / "pythonw.exe").write_text("")
     assert default_exec("win32") == (str(tmp_path / "bin" / "pythonw.exe"), ("-m", "deskcorder"))
+
+
+def test_cli_status_compares_with_the_unit_sized_by_the_same_policy(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    policy = tmp_path / "p.toml"
+    policy.write_text("[limits]\nmemory_mb = 500\n")
+    root = tmp_path / "root"
+    root.mkdir()
+    common = ["--root", str(root), "--exec", "/x/deskcorder", "--policy", str(policy)]
+    assert _service(cli, "install", *common).returncode == 0
+    done = _service(cli, "status", *common)
+    assert done.returncode == 0 and done.stdout.count("present") == 3, done.stdout
+    other = _service(cli, "status", "--root", str(root), "--exec", "/x/deskcorder")
+    assert "outdated" in other.stdout  # default limits would write a different unit

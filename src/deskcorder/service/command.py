@@ -37,7 +37,7 @@ def add_parser(sub: Any) -> None:
         )
         sp.add_argument("--exec", dest="exec_path", metavar="PATH", help="deskcorder command path")
         sp.add_argument("--platform", help=argparse.SUPPRESS)
-        if name == "install":
+        if name in ("install", "status"):
             sp.add_argument("--policy", metavar="FILE", help="policy whose [limits] size the unit")
         sp.set_defaults(func=cmd_service, scope="user")
     p.set_defaults(func=_need_action)
@@ -61,7 +61,7 @@ def cmd_service(args: argparse.Namespace) -> int:
         raise UsageError(f"--root {args.root}: not a directory")
     platform = args.platform or sys.platform
     extra: dict[str, Any] = {}
-    if args.service_command == "install":
+    if args.service_command in ("install", "status"):
         from deskcorder.policy.load import load_policy
         from deskcorder.policy.managed import managed_layers
 
