@@ -15,7 +15,9 @@ level  what is shed                                          honoured by
 3      screenshots; mouse moves sampled at most 2 Hz         the pipeline
 ====== ===================================================== =====================
 
-It steps up after ``up_after`` consecutive samples over a limit and back down
+CPU counts as over the limit when both the average over a full window and the
+latest interval are over it (a burst that has ended is not sustained load). It
+steps up after ``up_after`` consecutive samples over a limit and back down
 after ``down_after_s`` seconds comfortably below (CPU under half the limit,
 memory under 80 %). Each change is written into the session as a ``shed``
 record (``{"k": "shed", "level": 2, "what": "screenshots,moves<=10Hz; cpu 23% > 10%"}``),
@@ -186,14 +188,22 @@ class Shedder:
         self._calm_since: float | None = None
 
     def update(self, now: float, cpu_s: float, rss_mb: float | None) -> Change | None:
+        last = self._cpu[-1] if self._cpu else None
         self._cpu.append((now, cpu_s))
         while len(self._cpu) > 2 and now - self._cpu[1][0] >= self.window_s:
             self._cpu.popleft()
         t0, c0 = self._cpu[0]
         self.cpu_pct = 100.0 * (cpu_s - c0) / (now - t0) if now > t0 else None
+        # judge CPU only over a full window: a start-up burst is not "sustained"
+        full = now - t0 >= self.window_s
+        busy_now = (
+            last is not None
+            and now > last[0]
+            and (100.0 * (cpu_s - last[1]) / (now - last[0]) > self.cpu_limit)
+        )
         self.rss_mb = rss_mb
         reasons = []
-        if self.cpu_pct is not None and self.cpu_pct > self.cpu_limit:
+        if full and busy_now and self.cpu_pct is not None and self.cpu_pct > self.cpu_limit:
             reasons.append(f"cpu {self.cpu_pct:.0f}% > {self.cpu_limit:g}%")
         if rss_mb is not None and rss_mb > self.mem_limit:
             reasons.append(f"memory {rss_mb:.0f} MiB > {self.mem_limit:g} MiB")

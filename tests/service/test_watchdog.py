@@ -37,10 +37,18 @@ def feed(shedder: Shedder, samples: list[tuple[float, float, float | None]]) -> 
 def test_sheds_one_step_per_two_samples_over_the_cpu_limit_up_to_the_last_step() -> None:
     s = Shedder(10.0, 200, window_s=10)
     # 50 % CPU: 1 cpu second per 2 s sample
-    levels = feed(s, [(2.0 * i, 1.0 * i, 50.0) for i in range(12)])
-    assert levels == [0, 0, 1, 1, 2, 2, 3, 3, 3, 3, 3, 3]
+    levels = feed(s, [(2.0 * i, 1.0 * i, 50.0) for i in range(14)])
+    # CPU is judged from t=10 s (a full window); then one step per two samples over
+    assert levels == [0, 0, 0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 3, 3]
     assert s.level == MAX_LEVEL
     assert s.cpu_pct == pytest.approx(50.0)
+
+
+def test_a_start_up_burst_is_not_sustained_load() -> None:
+    s = Shedder(10.0, 200, window_s=10)
+    busy = [(2.0 * i, 1.5 * i, 50.0) for i in range(5)]  # 75 % CPU for 8 s
+    idle = [(2.0 * i, 6.0, 50.0) for i in range(5, 20)]
+    assert set(feed(s, busy + idle)) == {0}
 
 
 def test_memory_over_the_limit_sheds_too() -> None:
@@ -54,11 +62,10 @@ def test_memory_over_the_limit_sheds_too() -> None:
 
 def test_recovers_one_step_after_a_calm_minute_and_not_in_between() -> None:
     s = Shedder(10.0, 200, window_s=4, down_after_s=60)
-    feed(s, [(2.0 * i, 1.0 * i, 50.0) for i in range(5)])  # busy -> level 2
+    feed(s, [(2.0 * i, 1.0 * i, 50.0) for i in range(6)])  # busy -> level 2
     assert s.level == 2
-    busy_cpu = 4.0
     # 7 % CPU: below the limit but above half of it -> neither up nor down
-    t, cpu = 8.0, busy_cpu
+    t, cpu = 10.0, 5.0
     for _ in range(60):
         t, cpu = t + 2, cpu + 0.14
         s.update(t, cpu, 50.0)
@@ -107,7 +114,12 @@ class FakeAgent:
 def test_watchdog_sets_the_level_emits_shed_marks_and_reports_status() -> None:
     clock = iter(float(i) for i in range(100))
     usage = iter((0.5 * i, 120.0) for i in range(100))  # 50 % CPU
-    dog = Watchdog(interval_s=3600, measure=lambda: next(usage), clock=lambda: next(clock))
+    dog = Watchdog(
+        interval_s=3600,
+        measure=lambda: next(usage),
+        clock=lambda: next(clock),
+        shedder=Shedder(5.0, 200, window_s=1),
+    )
     agent = FakeAgent()
     dog.start(agent)  # type: ignore[arg-type]
     try:
@@ -141,7 +153,9 @@ def test_shed_record_reaches_the_session_file_of_a_real_agent(tmp_path: Path) ->
     """A busy agent (simulated CPU) writes shed records into its chunk, valid per schema."""
     loaded = build_policy([Layer("t", {"limits": {"cpu_percent": 5.0}})])
     cpu = iter(0.5 * i for i in range(10_000))
-    dog = Watchdog(interval_s=0.02, measure=lambda: (next(cpu), 50.0))
+    dog = Watchdog(
+        interval_s=0.02, measure=lambda: (next(cpu), 50.0), shedder=Shedder(5.0, 200, window_s=0.05)
+    )
     backend = select_backend("fake", repeat=50)
     agent = Agent(loaded, tmp_path / "spool", backend, components=lambda a: [dog])
     runner = threading.Thread(target=agent.run, name="test-agent")
