@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 
 
 def _require_tools() -> None:
-    missing = [t for t in ("dpkg", "dpkg-deb", "/usr/bin/python3") if shutil.which(t) is None]
+    tools = ("dpkg", "dpkg-deb", "systemd-analyze", "/usr/bin/python3")
+    missing = [t for t in tools if shutil.which(t) is None]
     reason = None
     if missing:
         reason = f"missing {', '.join(missing)}"
@@ -96,6 +97,16 @@ def test_deb_installs_works_and_purges_without_a_trace(installed: Path, tmp_path
     unit = Path("/usr/lib/systemd/user/deskcorder.service").read_text()
     assert "ExecStart=/usr/bin/deskcorder run" in unit
     assert not re.search("@[A-Z_]+@", unit)
+    runtime = tmp_path / "xdg-runtime"
+    runtime.mkdir(mode=0o700)
+    verify = run(
+        "systemd-analyze",
+        "--user",
+        "verify",
+        "/usr/lib/systemd/user/deskcorder.service",
+        XDG_RUNTIME_DIR=str(runtime),
+    )
+    assert verify.returncode == 0 and verify.stderr == "", verify.stderr
     # postinst starts nothing: the unit is installed but enabled for no one
     assert not Path("/etc/systemd/user/graphical-session.target.wants/deskcorder.service").exists()
     assert not Path("/etc/xdg/autostart/deskcorder.desktop").exists()
