@@ -174,9 +174,11 @@ def test_linux_user_install_uninstall_round_trip(tmp_path: Path) -> None:
     assert [r.subject for r in removed if r.verb == "removed"] == [
         str(unit),
         str(link),
+        str(link.parent),  # the .wants folder it created, now empty
         str(desktop),
     ]
     assert files_under(tmp_path) == []
+    assert not link.parent.exists()
     assert [r.verb for r in status(t)] == ["missing"] * 3
     assert uninstall(t)[1].verb == "nothing"
 
@@ -397,7 +399,7 @@ def test_cli_install_status_uninstall_in_a_temp_root(cli, tmp_path: Path) -> Non
     assert done.returncode == 0 and done.stdout.count("present") == 3
     done = _service(cli, "uninstall", "--all-users", "--root", root)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("removed") == 3
+    assert done.stdout.count("removed") == 4  # 3 files and the empty .wants folder
     assert files_under(tmp_path) == []
 
 
@@ -506,3 +508,15 @@ def test_cli_status_compares_with_the_unit_sized_by_the_same_policy(cli, tmp_pat
     assert done.returncode == 0 and done.stdout.count("present") == 3, done.stdout
     other = _service(cli, "status", "--root", str(root), "--exec", "/x/deskcorder")
     assert "outdated" in other.stdout  # default limits would write a different unit
+
+
+def test_uninstall_keeps_a_wants_folder_that_other_units_use(tmp_path: Path) -> None:
+    t = target(tmp_path)
+    install(t)
+    wants = tmp_path / "home/alice/.config/systemd/user/graphical-session.target.wants"
+    (wants / "other.service").symlink_to("/usr/lib/systemd/user/other.service")
+    rows = uninstall(t)
+    assert str(wants) not in [r.subject for r in rows]
+    assert files_under(tmp_path) == [
+        "home/alice/.config/systemd/user/graphical-session.target.wants/other.service"
+    ]

@@ -82,6 +82,7 @@ class Planned:
     content: bytes | None = None
     link_to: str | None = None
     what: str = ""
+    prune_parent: bool = False  # remove the parent folder on uninstall when it is left empty
 
 
 @dataclass(frozen=True)
@@ -190,8 +191,16 @@ def remove(planned: Sequence[Planned], target: Target) -> list[Action]:
                     continue
                 path.unlink()
                 actions.append(Action("removed", str(path), item.what))
+            else:
+                continue
         except OSError as exc:
             raise _fail("remove", path, exc, target) from exc
+        if item.prune_parent:
+            try:
+                path.parent.rmdir()  # only succeeds when empty
+                actions.append(Action("removed", str(path.parent), "empty folder"))
+            except OSError:
+                pass
     return actions
 
 

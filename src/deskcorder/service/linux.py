@@ -66,7 +66,12 @@ def plan(target: Target) -> list[Planned]:
         autostart = PurePosixPath(target.home) / ".config/autostart"
     return [
         Planned(units / UNIT, render_unit(target).encode(), what="systemd user unit"),
-        Planned(wants / UNIT, link_to=str(units / UNIT), what="starts it with the session"),
+        Planned(
+            wants / UNIT,
+            link_to=str(units / UNIT),
+            what="starts it with the session",
+            prune_parent=True,
+        ),
         Planned(autostart / DESKTOP, render_desktop(target).encode(), what="XDG autostart"),
     ]
 

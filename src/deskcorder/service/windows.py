@@ -79,7 +79,14 @@ def xml_path(target: Target) -> PureWindowsPath:
 
 
 def plan(target: Target) -> list[Planned]:
-    return [Planned(xml_path(target), render_task(target), what="task definition (registered)")]
+    return [
+        Planned(
+            xml_path(target),
+            render_task(target),
+            what="task definition (registered)",
+            prune_parent=True,
+        )
+    ]
 
 
 def after_install(target: Target) -> list[Action]:
