@@ -520,3 +520,115 @@ def test_uninstall_keeps_a_wants_folder_that_other_units_use(tmp_path: Path) -> 
     assert files_under(tmp_path) == [
         "home/alice/.config/systemd/user/graphical-session.target.wants/other.service"
     ]
+
+
+# The parts of the Task Scheduler 1.2 schema (taskschd.xsd) that the template uses:
+# element -> (allowed children in schema order, whether the order is enforced (xs:sequence)).
+TASK_STRUCTURE: dict[str, tuple[list[str], bool]] = {
+    "Task": (["RegistrationInfo", "Triggers", "Settings", "Data", "Principals", "Actions"], False),
+    "RegistrationInfo": (
+        [
+            "URI",
+            "SecurityDescriptor",
+            "Source",
+            "Date",
+            "Author",
+            "Version",
+            "Description",
+            "Documentation",
+        ],
+        False,
+    ),
+    "Triggers": (["LogonTrigger", "BootTrigger", "TimeTrigger", "EventTrigger"], False),
+    "LogonTrigger": (
+        [
+            "StartBoundary",
+            "EndBoundary",
+            "Enabled",
+            "Repetition",
+            "ExecutionTimeLimit",
+            "UserId",
+            "Delay",
+        ],
+        True,
+    ),
+    "Principals": (["Principal"], True),
+    "Principal": (["UserId", "GroupId", "LogonType", "RunLevel", "DisplayName"], True),
+    "Settings": (
+        [
+            "AllowStartOnDemand",
+            "RestartOnFailure",
+            "MultipleInstancesPolicy",
+            "DisallowStartIfOnBatteries",
+            "StopIfGoingOnBatteries",
+            "AllowHardTerminate",
+            "StartWhenAvailable",
+            "NetworkProfileName",
+            "RunOnlyIfNetworkAvailable",
+            "WakeToRun",
+            "Enabled",
+            "Hidden",
+            "DeleteExpiredTaskAfter",
+            "IdleSettings",
+            "NetworkSettings",
+            "ExecutionTimeLimit",
+            "Priority",
+            "RunOnlyIfIdle",
+            "UseUnifiedSchedulingEngine",
+            "DisallowStartOnRemoteAppSession",
+        ],
+        False,
+    ),
+    "IdleSettings": (["Duration", "WaitTimeout", "StopOnIdleEnd", "RestartOnIdle"], False),
+    "RestartOnFailure": (["Interval", "Count"], True),
+    "Actions": (["Exec", "ComHandler", "SendEmail", "ShowMessage"], False),
+    "Exec": (["Command", "Arguments", "WorkingDirectory"], True),
+}
+TASK_ENUMS = {
+    "MultipleInstancesPolicy": {"Parallel", "Queue", "IgnoreNew", "StopExisting"},
+    "LogonType": {"S4U", "Password", "InteractiveToken", "InteractiveTokenOrPassword"},
+    "RunLevel": {"LeastPrivilege", "HighestAvailable"},
+}
+
+
+def _check_task_structure(element: ET.Element, path: str = "") -> None:
+    name = element.tag.removeprefix(TASK_NS)
+    here = f"{path}/{name}"
+    if name in TASK_ENUMS:
+        assert element.text in TASK_ENUMS[name], f"{here}: {element.text!r}"
+    if name in ("Enabled", "Hidden", "StopOnIdleEnd", "RestartOnIdle", "WakeToRun"):
+        assert element.text in ("true", "false"), here
+    if name in ("Delay", "Interval", "ExecutionTimeLimit"):
+        assert element.text is not None and element.text.startswith("PT"), here
+    if name not in TASK_STRUCTURE:
+        assert len(element) == 0, f"{here}: unexpected children"
+        return
+    allowed, ordered = TASK_STRUCTURE[name]
+    children = [c.tag.removeprefix(TASK_NS) for c in element]
+    for child in children:
+        assert child in allowed, f"{here}: <{child}> is not allowed here"
+    assert len(children) == len(set(children)) or name in ("Triggers", "Actions"), here
+    if ordered:
+        assert children == sorted(children, key=allowed.index), f"{here}: order {children}"
+    if name == "LogonTrigger" and "UserId" in children and "Delay" in children:
+        assert children.index("UserId") < children.index("Delay"), f"{here}: order {children}"
+    for child in element:
+        _check_task_structure(child, here)
+
+
+@pytest.mark.parametrize("scope", ["user", "all-users"])
+def test_task_xml_follows_the_task_scheduler_schema(tmp_path: Path, scope: str) -> None:
+    root = _task(svc_windows.render_task(target(tmp_path, scope, "win32", user=r"CORP\bob")))
+    assert root.find(f"{TASK_NS}Actions") is not None  # the one required element
+    _check_task_structure(root)
+
+
+def test_task_structure_check_catches_a_misplaced_element(tmp_path: Path) -> None:
+    root = _task(svc_windows.render_task(target(tmp_path, "user", "win32")))
+    principal = root.find(f"{TASK_NS}Principals/{TASK_NS}Principal")
+    assert principal is not None
+    first = principal[0]
+    principal.remove(first)
+    principal.append(first)  # UserId after RunLevel
+    with pytest.raises(AssertionError, match="order"):
+        _check_task_structure(root)
