@@ -24,7 +24,8 @@ record (``{"k": "shed", "level": 2, "what": "screenshots,moves<=10Hz; cpu 23% > 
 so a reader knows why screenshots stop or moves get coarser.
 
 Consumers read ``agent.shed_level`` (an ``int``; reading it is atomic) and use
-:func:`screenshots_allowed` and :func:`move_hz`.
+:func:`screenshots_allowed` and :func:`move_hz`. The watchdog applies the move
+cap to the pipeline itself (:func:`apply_move_cap`).
 
 Measurement: ``/proc/self/stat`` and ``/proc/self/statm`` on Linux; elsewhere
 ``os.times()`` for CPU and, for memory, ``GetProcessMemoryInfo`` on Windows and
@@ -236,6 +237,19 @@ class Shedder:
         return change
 
 
+def apply_move_cap(agent: Agent, level: int) -> None:
+    """Set the pipeline's move sampling interval for ``level``.
+
+    ``MoveCoalescer.interval_us`` is a plain int that the pipeline thread reads
+    for every move, so one assignment from the watchdog thread is enough.
+    """
+    moves = getattr(agent.pipeline, "moves", None)
+    if moves is None or not hasattr(moves, "interval_us"):
+        return
+    hz = move_hz(agent.policy.capture.mouse_move_hz, level)
+    moves.interval_us = int(1_000_000 / hz) if hz > 0 else 0
+
+
 # ---------------------------------------------------------------------------
 # the component
 # ---------------------------------------------------------------------------
@@ -288,6 +302,7 @@ class Watchdog:
             return None
         agent = self._agent
         agent.shed_level = change.level
+        apply_move_cap(agent, change.level)
         self.changes += 1
         if change.level > change.was and "memory" in change.reason:
             gc.collect()

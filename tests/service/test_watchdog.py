@@ -105,6 +105,7 @@ class FakeAgent:
     def __init__(self) -> None:
         self.policy = build_policy([Layer("t", {"limits": {"cpu_percent": 5.0}})]).policy
         self.shed_level = 0
+        self.pipeline = None
         self.emitted: list[tuple[object, ...]] = []
 
     def emit(self, raw: tuple[object, ...]) -> None:
@@ -144,6 +145,20 @@ def test_watchdog_sets_the_level_emits_shed_marks_and_reports_status() -> None:
     assert dog._thread is not None and not dog._thread.is_alive()
 
 
+def test_move_cap_follows_the_level() -> None:
+    from types import SimpleNamespace
+
+    from deskcorder.capture.coalesce import MoveCoalescer
+    from deskcorder.watchdog import apply_move_cap
+
+    agent = FakeAgent()
+    agent.pipeline = SimpleNamespace(moves=MoveCoalescer(60.0))  # type: ignore[assignment]
+    moves = agent.pipeline.moves  # type: ignore[attr-defined]
+    for level, interval in ((2, 100_000), (3, 500_000), (1, 16_666), (0, 16_666)):
+        apply_move_cap(agent, level)  # type: ignore[arg-type]
+        assert moves.interval_us == interval, level
+
+
 def test_default_components_include_the_watchdog() -> None:
     names = [c.name for c in default_components(None)]  # type: ignore[arg-type]
     assert "watchdog" in names
@@ -163,6 +178,8 @@ def test_shed_record_reaches_the_session_file_of_a_real_agent(tmp_path: Path) ->
     try:
         wait_for(lambda: agent.shed_level >= 2, 20, "the watchdog to shed two steps")
         assert agent.status()["watchdog"]["shed_level"] >= 2  # type: ignore[index]
+        assert agent.pipeline is not None
+        assert agent.pipeline.moves.interval_us >= 100_000  # at most 10 Hz (policy: 60)
     finally:
         agent.request_stop()
         runner.join(10)
