@@ -168,7 +168,7 @@ def test_linux_user_install_uninstall_round_trip(tmp_path: Path) -> None:
     assert os.readlink(link) == "/home/alice/.config/systemd/user/deskcorder.service"
     assert unit.read_text() == svc_linux.render_unit(t)
     assert oct(unit.stat().st_mode & 0o777) == "0o644"
-    assert [r.verb for r in status(t)] == ["present"] * 3
+    assert [r.verb for r in status(t)][:3] == ["present"] * 3
     assert [r.verb for r in install(t)[:3]] == ["unchanged"] * 3
     removed = uninstall(t)
     assert [r.subject for r in removed if r.verb == "removed"] == [
@@ -179,7 +179,7 @@ def test_linux_user_install_uninstall_round_trip(tmp_path: Path) -> None:
     ]
     assert files_under(tmp_path) == []
     assert not link.parent.exists()
-    assert [r.verb for r in status(t)] == ["missing"] * 3
+    assert [r.verb for r in status(t)][:3] == ["missing"] * 3
     assert uninstall(t)[1].verb == "nothing"
 
 
@@ -632,3 +632,24 @@ def test_task_structure_check_catches_a_misplaced_element(tmp_path: Path) -> Non
     principal.append(first)  # UserId after RunLevel
     with pytest.raises(AssertionError, match="order"):
         _check_task_structure(root)
+
+
+@pytest.mark.parametrize(
+    ("code", "out", "verb"),
+    [(0, "active\n", "active"), (3, "inactive\n", "inactive"), (1, "failed\n", "failed")],
+)
+def test_linux_user_status_asks_systemd_whether_it_runs(
+    tmp_path: Path, code: int, out: str, verb: str
+) -> None:
+    def systemctl(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        assert list(argv) == ["systemctl", "--user", "is-active", "deskcorder.service"]
+        return subprocess.CompletedProcess(argv, code, out, "")
+
+    rows = status(target(tmp_path, run=systemctl))
+    assert rows[-1].verb == verb
+
+
+def test_linux_status_without_a_user_session_says_unknown(tmp_path: Path) -> None:
+    rows = status(target(tmp_path))  # staging root: systemctl is not called
+    assert rows[-1].verb == "unknown"
+    assert [r.verb for r in status(target(tmp_path, "all-users"))][-1] == "note"

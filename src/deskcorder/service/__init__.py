@@ -89,7 +89,3 @@ def status(target: Target) -> list[Action]:
     if hasattr(module, "query"):
         rows.append(module.query(target))
     return rows
-
-
-def is_installed(rows: list[Action]) -> bool:
-    return all(row.verb == "present" for row in rows if row.verb != "skipped")

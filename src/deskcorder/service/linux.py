@@ -113,3 +113,15 @@ def after_uninstall(target: Target) -> list[Action]:
             required=False,
         )
     ]
+
+
+def query(target: Target) -> Action:
+    """Is the agent running in this user's systemd session? (user scope, live only)"""
+    if target.scope == "all-users":
+        return Action("note", "per-user state: systemctl --user status deskcorder (as each user)")
+    row = run_os(target, ["systemctl", "--user", "is-active", UNIT], "state", required=False)
+    if row.verb == "ran":
+        return Action("active", f"{UNIT} (systemd user session)")
+    if row.verb == "skipped" and row.note in ("inactive", "failed", "activating", "deactivating"):
+        return Action(row.note, f"{UNIT} (systemd user session)")
+    return Action("unknown", f"{UNIT} (systemd user session)", row.note)
