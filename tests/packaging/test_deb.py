@@ -39,14 +39,16 @@ def _require_tools() -> None:
         pytest.skip(reason)
 
 
-def run(*argv: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+def run(
+    *argv: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         list(argv),
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
-        env={**os.environ, **env},
+        env={**os.environ, **(env or {})},
         cwd="/",
     )
 
@@ -104,26 +106,32 @@ def test_deb_installs_works_and_purges_without_a_trace(installed: Path, tmp_path
         "--user",
         "verify",
         "/usr/lib/systemd/user/deskcorder.service",
-        XDG_RUNTIME_DIR=str(runtime),
+        env={"XDG_RUNTIME_DIR": str(runtime)},
     )
     assert verify.returncode == 0 and verify.stderr == "", verify.stderr
     # postinst starts nothing: the unit is installed but enabled for no one
     assert not Path("/etc/systemd/user/graphical-session.target.wants/deskcorder.service").exists()
     assert not Path("/etc/xdg/autostart/deskcorder.desktop").exists()
     # the installed command works from its own environment
-    env = {"HOME": str(tmp_path), "DESKCORDER_RUNTIME_DIR": str(tmp_path / "rt")}
-    version = run("/usr/bin/deskcorder", "--version", **env)
+    env: dict[str, str] = {"HOME": str(tmp_path), "DESKCORDER_RUNTIME_DIR": str(tmp_path / "rt")}
+    version = run("/usr/bin/deskcorder", "--version", env=env)
     assert version.returncode == 0 and version.stdout.strip() == "deskcorder 0.1.0"
-    check = run("/usr/bin/deskcorder", "policy", "check", **env)
+    check = run("/usr/bin/deskcorder", "policy", "check", env=env)
     assert check.returncode == 0, check.stderr
     assert "files: /etc/deskcorder/policy.toml" in check.stdout
     doctor = run(
-        "/usr/bin/deskcorder", "doctor", "--backend", "fake", "--spool", str(tmp_path / "s"), **env
+        "/usr/bin/deskcorder",
+        "doctor",
+        "--backend",
+        "fake",
+        "--spool",
+        str(tmp_path / "s"),
+        env=env,
     )
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert "[ok  ] policy: valid (/etc/deskcorder/policy.toml)" in doctor.stdout
     # enabling for all users, then removing the package, undoes the enabling too
-    enable = run("/usr/bin/deskcorder", "service", "install", "--all-users", **env)
+    enable = run("/usr/bin/deskcorder", "service", "install", "--all-users", env=env)
     assert enable.returncode == 0, enable.stderr
     assert "kept      /usr/lib/systemd/user/deskcorder.service" in enable.stdout
     assert Path("/etc/xdg/autostart/deskcorder.desktop").exists()

@@ -20,6 +20,7 @@ from deskcorder.service import macos as svc_macos
 from deskcorder.service import windows as svc_windows
 from deskcorder.service.base import MARKER, fill
 from deskcorder.service.command import ceilings
+from tests.conftest import Cli
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "src" / "deskcorder" / "data"
@@ -383,11 +384,11 @@ def test_ceilings_stay_above_the_policy_limits() -> None:
     assert cpu > 80 and high > 1000 and top > high
 
 
-def _service(cli, *args: str):  # type: ignore[no-untyped-def]
+def _service(cli: Cli, *args: str) -> subprocess.CompletedProcess[str]:
     return cli.run("service", *args)
 
 
-def test_cli_install_status_uninstall_in_a_temp_root(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_install_status_uninstall_in_a_temp_root(cli: Cli, tmp_path: Path) -> None:
     root = str(tmp_path)
     done = _service(cli, "install", "--all-users", "--root", root, "--exec", "/usr/bin/deskcorder")
     assert done.returncode == 0, done.stderr
@@ -403,7 +404,7 @@ def test_cli_install_status_uninstall_in_a_temp_root(cli, tmp_path: Path) -> Non
     assert files_under(tmp_path) == []
 
 
-def test_cli_install_sizes_the_unit_from_the_policy_limits(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_install_sizes_the_unit_from_the_policy_limits(cli: Cli, tmp_path: Path) -> None:
     policy = tmp_path / "p.toml"
     policy.write_text("[limits]\ncpu_percent = 40\nmemory_mb = 500\n")
     root = tmp_path / "root"
@@ -429,10 +430,7 @@ def test_cli_install_sizes_the_unit_from_the_policy_limits(cli, tmp_path: Path) 
     ],
 )
 def test_cli_errors_are_one_line_with_documented_exit_codes(
-    cli,
-    args: list[str],
-    code: int,
-    message: str,  # type: ignore[no-untyped-def]
+    cli: Cli, args: list[str], code: int, message: str
 ) -> None:
     done = cli.run(*args)
     assert done.returncode == code, done.stderr
@@ -441,7 +439,7 @@ def test_cli_errors_are_one_line_with_documented_exit_codes(
     assert done.stderr.startswith("deskcorder: error: ")
 
 
-def test_cli_reports_a_file_it_cannot_write(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_reports_a_file_it_cannot_write(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "usr").write_text("x")
     done = _service(cli, "install", "--all-users", "--root", str(tmp_path), "--exec", "/x")
     assert done.returncode == 1
@@ -462,13 +460,13 @@ def test_the_templates_own_comments_do_not_count_as_the_marker(tmp_path: Path) -
 
 
 def test_python_dash_m_commands_render_on_every_platform(tmp_path: Path) -> None:
-    kw = {"exec_path": r"C:\Program Files\deskcorder\python\pythonw.exe"}
+    pythonw = r"C:\Program Files\deskcorder\python\pythonw.exe"
     args = ("-m", "deskcorder")
-    win = Target("all-users", exec_args=args, platform="win32", root=tmp_path, **kw)
+    win = Target("all-users", pythonw, exec_args=args, platform="win32", root=tmp_path)
     root = _task(svc_windows.render_task(win))
     exe = root.find(f"{TASK_NS}Actions/{TASK_NS}Exec")
     assert exe is not None
-    assert exe.findtext(f"{TASK_NS}Command") == kw["exec_path"]
+    assert exe.findtext(f"{TASK_NS}Command") == pythonw
     assert exe.findtext(f"{TASK_NS}Arguments") == "-m deskcorder run"
     mac = Target("user", "/usr/local/bin/python3", args, "darwin", tmp_path, PurePosixPath("/h"))
     assert plistlib.loads(svc_macos.render_plist(mac))["ProgramArguments"] == [
@@ -497,7 +495,9 @@ def test_default_exec_finds_the_script_next_to_python_or_falls_back_to_dash_m(
     assert default_exec("win32") == (str(tmp_path / "bin" / "pythonw.exe"), ("-m", "deskcorder"))
 
 
-def test_cli_status_compares_with_the_unit_sized_by_the_same_policy(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_status_compares_with_the_unit_sized_by_the_same_policy(
+    cli: Cli, tmp_path: Path
+) -> None:
     policy = tmp_path / "p.toml"
     policy.write_text("[limits]\nmemory_mb = 500\n")
     root = tmp_path / "root"
@@ -605,8 +605,8 @@ def _check_task_structure(element: ET.Element, path: str = "") -> None:
         return
     allowed, ordered = TASK_STRUCTURE[name]
     children = [c.tag.removeprefix(TASK_NS) for c in element]
-    for child in children:
-        assert child in allowed, f"{here}: <{child}> is not allowed here"
+    for tag in children:
+        assert tag in allowed, f"{here}: <{tag}> is not allowed here"
     assert len(children) == len(set(children)) or name in ("Triggers", "Actions"), here
     if ordered:
         assert children == sorted(children, key=allowed.index), f"{here}: order {children}"
@@ -627,9 +627,9 @@ def test_task_structure_check_catches_a_misplaced_element(tmp_path: Path) -> Non
     root = _task(svc_windows.render_task(target(tmp_path, "user", "win32")))
     principal = root.find(f"{TASK_NS}Principals/{TASK_NS}Principal")
     assert principal is not None
-    first = principal[0]
-    principal.remove(first)
-    principal.append(first)  # UserId after RunLevel
+    user_id = principal[0]
+    principal.remove(user_id)
+    principal.append(user_id)  # UserId after RunLevel
     with pytest.raises(AssertionError, match="order"):
         _check_task_structure(root)
 

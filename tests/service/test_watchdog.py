@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from deskcorder.watchdog import (
 from tests.xserver import wait_for
 
 
-def feed(shedder: Shedder, samples: list[tuple[float, float, float | None]]) -> list[int]:
+def feed(shedder: Shedder, samples: Sequence[tuple[float, float, float | None]]) -> list[int]:
     """(time s, cpu seconds, rss MiB) samples -> the level after each."""
     levels = []
     for now, cpu, rss in samples:
@@ -177,7 +178,7 @@ def test_shed_record_reaches_the_session_file_of_a_real_agent(tmp_path: Path) ->
     runner.start()
     try:
         wait_for(lambda: agent.shed_level >= 2, 20, "the watchdog to shed two steps")
-        assert agent.status()["watchdog"]["shed_level"] >= 2  # type: ignore[index]
+        assert agent.status()["watchdog"]["shed_level"] >= 2
         assert agent.pipeline is not None
         assert agent.pipeline.moves.interval_us >= 100_000  # at most 10 Hz (policy: 60)
     finally:
