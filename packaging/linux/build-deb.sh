@@ -8,6 +8,8 @@
 # /usr/bin/deskcorder, the systemd user unit (installed, NOT enabled) and an
 # example machine policy /etc/deskcorder/policy.toml (a conffile).
 # Needs: dpkg-deb, python3 with venv (python3-venv), network access to PyPI.
+# DEB_CONSTRAINTS=FILE pins the dependency versions (pip constraints) for a
+# reproducible build; without it the newest allowed versions are taken.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -32,8 +34,11 @@ echo "build-deb: deskcorder $VERSION for $ARCH (python $PYVER)"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-compile --upgrade pip 2>&1 | quiet
 "$VENV/bin/python" -m pip wheel -q --disable-pip-version-check --no-deps -w "$WORK/wheels" "$REPO" 2>&1 | quiet
 WHEEL=$(ls "$WORK"/wheels/deskcorder-*.whl)
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-compile \
+PINS=()
+[ -n "${DEB_CONSTRAINTS:-}" ] && PINS=(-c "$(cd "$(dirname "$DEB_CONSTRAINTS")" && pwd)/$(basename "$DEB_CONSTRAINTS")")
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-compile "${PINS[@]}" \
   "${WHEEL}[screenshots]" 2>&1 | quiet
+"$VENV/bin/python" -m pip freeze | { grep -v "^deskcorder" || true; } > "$WORK/versions.txt"
 "$VENV/bin/python" -m pip uninstall -q -y pip setuptools wheel >/dev/null 2>&1 || true
 
 # The venv was made in the staging folder: point its scripts at the final prefix.
@@ -51,6 +56,7 @@ sed -e 's|@EXEC@|/usr/bin/deskcorder|' -e 's|@CPU_QUOTA@|25|' -e 's|@MEMORY_HIGH
   -e 's|@MEMORY_MAX@|400|' "$HERE/deskcorder.service" > "$STAGE/usr/lib/systemd/user/deskcorder.service"
 install -m 0644 "$REPO/LICENSE" "$STAGE/usr/share/doc/deskcorder/copyright"
 install -m 0644 "$REPO/docs/deployment.md" "$STAGE/usr/share/doc/deskcorder/deployment.md"
+install -m 0644 "$WORK/versions.txt" "$STAGE/usr/share/doc/deskcorder/python-packages.txt"
 install -m 0644 "$REPO"/configs/*.toml "$STAGE/usr/share/deskcorder/"
 
 install -d "$STAGE/DEBIAN"

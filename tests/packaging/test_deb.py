@@ -96,6 +96,8 @@ def test_deb_installs_works_and_purges_without_a_trace(installed: Path, tmp_path
     assert os.readlink("/usr/bin/deskcorder") == "/opt/deskcorder/bin/deskcorder"
     conffiles = run("dpkg-query", "-W", "-f=${Conffiles}", "deskcorder").stdout
     assert "/etc/deskcorder/policy.toml" in conffiles
+    pins = Path("/usr/share/doc/deskcorder/python-packages.txt").read_text().splitlines()
+    assert any(re.fullmatch(r"pydantic==[\d.]+", line) for line in pins), pins
     unit = Path("/usr/lib/systemd/user/deskcorder.service").read_text()
     assert "ExecStart=/usr/bin/deskcorder run" in unit
     assert not re.search("@[A-Z_]+@", unit)
