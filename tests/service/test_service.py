@@ -425,8 +425,9 @@ def test_cli_install_sizes_the_unit_from_the_policy_limits(cli: Cli, tmp_path: P
         (["service"], 2, "choose an action"),
         (["service", "install", "--user", "--all-users"], 2, "not allowed with argument"),
         (["service", "install", "--root", "/nonexistent/dir"], 2, "not a directory"),
-        (["service", "status", "--platform", "sunos5", "--exec", "x"], 3, "no login service"),
+        (["service", "status", "--platform", "sunos5", "--exec", "/x"], 3, "no login service"),
         (["service", "install", "--policy", "/nonexistent/p.toml"], 2, "cannot read policy file"),
+        (["service", "install", "--exec", "bin/deskcorder"], 2, "give an absolute path"),
     ],
 )
 def test_cli_errors_are_one_line_with_documented_exit_codes(

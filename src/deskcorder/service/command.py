@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from deskcorder.errors import UsageError
@@ -68,6 +68,10 @@ def cmd_service(args: argparse.Namespace) -> int:
         limits = load_policy(args.policy, extra_machine_layers=managed_layers).policy.limits
         cpu, high, top = ceilings(limits.cpu_percent, limits.memory_mb)
         extra = {"cpu_quota_percent": cpu, "memory_high_mb": high, "memory_max_mb": top}
+    if args.exec_path and not (
+        args.exec_path.startswith("/") or PureWindowsPath(args.exec_path).is_absolute()
+    ):
+        raise UsageError(f"--exec {args.exec_path}: give an absolute path")
     exec_path, exec_args = (args.exec_path, ()) if args.exec_path else default_exec(platform)
     target = Target(
         scope=args.scope,
