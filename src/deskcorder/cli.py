@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cs.add_argument("--access-log", action="store_true", help="log every request")
     cs.set_defaults(func=cmd_collector_serve)
+
+    from deskcorder.service.command import add_parser as add_service_parser
+
+    add_service_parser(sub)
     return parser
 
 
@@ -118,8 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load(args: argparse.Namespace) -> Any:
     from deskcorder.policy.load import load_policy
+    from deskcorder.policy.managed import managed_layers
 
-    return load_policy(getattr(args, "policy", None))
+    return load_policy(getattr(args, "policy", None), extra_machine_layers=managed_layers)
 
 
 def _spool_dir(args: argparse.Namespace) -> Path:
