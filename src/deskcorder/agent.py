@@ -57,7 +57,7 @@ def default_components(agent: Agent) -> list[Component]:
     """The components a real agent runs, as policy enables them. One line each."""
     components: list[Component] = []
     components.append(Watchdog())  # self-limits: sheds load at policy [limits]
-    if agent.policy.upload.endpoint:
+    if agent is not None and agent.policy.upload.endpoint:  # uploads sealed chunks
         components.append(Uploader(agent.policy.upload))
     return components
 
