@@ -62,3 +62,35 @@ def test_unwritable_data_folder(cli: Cli, tmp_path: Path) -> None:
 def test_help(cli: Cli) -> None:
     done = cli.run("collector", "serve", "--help")
     assert done.returncode == 0 and "--enroll-secret-file" in done.stdout
+
+
+def test_listening_socket_is_tcp_so_replies_are_not_delayed_by_nagle() -> None:
+    from deskcorder.collector.server import bind
+
+    sock = bind("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP  # asyncio sets TCP_NODELAY only then
+    finally:
+        sock.close()
+
+
+def test_keep_alive_replies_are_fast(tmp_path: Path) -> None:
+    import statistics
+    import time
+
+    import httpx
+
+    from tests.collector.helpers import CollectorProc
+
+    proc = CollectorProc(tmp_path).start()
+    try:
+        with httpx.Client(base_url=proc.url) as client:
+            times = []
+            for _ in range(10):
+                start = time.perf_counter()
+                assert client.get("/healthz").status_code == 200
+                times.append(time.perf_counter() - start)
+    finally:
+        proc.stop()
+    # with Nagle on the server side each reply on a reused connection took ~40 ms
+    assert statistics.median(times[1:]) < 0.03, times
