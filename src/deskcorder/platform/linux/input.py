@@ -1,0 +1,205 @@
+"""Global mouse and keyboard capture on X11 through pynput's RECORD listeners.
+
+The hooks subclass pynput's X11 listeners and replace ``_handle_message`` (the
+method pynput calls with each parsed X event on its listener thread): they
+timestamp, copy scalars into a raw-event tuple, ``emit`` it and return. That
+skips pynput's per-event object building for moves and clicks, and gives us
+the X keycode so a key release carries the same identity as its press (X
+reports the release of ``W`` as ``w`` when Shift went up first).
+
+pynput and Xlib are imported inside :meth:`X11Input.start` (pynput needs a
+display at import time); this module imports on every OS.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from deskcorder.errors import EnvironmentUnsupported
+from deskcorder.events import RAW_BUTTON, RAW_KEY, RAW_MOVE, RAW_SCROLL
+from deskcorder.platform.base import Emit
+
+log = logging.getLogger(__name__)
+
+# X core button numbers -> record names; 4..7 are scroll "buttons".
+BUTTON_NAMES = {1: "left", 2: "middle", 3: "right", 8: "x1", 9: "x2"}
+# button -> (dx, dy); dy > 0 is up, dx > 0 is right (same as pynput on every OS)
+SCROLL_BUTTONS = {4: (0, 1), 5: (0, -1), 6: (-1, 0), 7: (1, 0)}
+
+KeyIdentity = tuple[str | None, str | None, int | None]  # (char, name, vk/keysym)
+
+
+def button_name(detail: int) -> str:
+    return BUTTON_NAMES.get(detail) or f"button{detail}"
+
+
+def key_identity(key: Any) -> KeyIdentity:
+    """(char, name, vk) of a pynput ``Key`` or ``KeyCode`` (or None)."""
+    if key is None:
+        return (None, None, None)
+    value = getattr(key, "value", None)
+    if value is not None and hasattr(key, "name"):  # a pynput Key enum member
+        return (None, str(key.name), getattr(value, "vk", None))
+    char = getattr(key, "char", None)
+    vk = getattr(key, "vk", None)
+    return (char, None, vk)
+
+
+def wayland_session(env: dict[str, str] | None = None) -> bool:
+    env = dict(os.environ) if env is None else env
+    return env.get("XDG_SESSION_TYPE", "").lower() == "wayland" or bool(
+        env.get("WAYLAND_DISPLAY")
+    )
+
+
+def require_x11(env: dict[str, str] | None = None) -> str:
+    """The DISPLAY to use, or raise :class:`EnvironmentUnsupported`."""
+    env = dict(os.environ) if env is None else env
+    if wayland_session(env):
+        raise EnvironmentUnsupported(
+            "this is a Wayland session: global input capture is impossible there "
+            "(only XWayland windows would be seen); log in to an X11 session to record"
+        )
+    display = env.get("DISPLAY", "")
+    if not display:
+        raise EnvironmentUnsupported("no X display: DISPLAY is not set")
+    return display
+
+
+def _make_listener_classes(emit: Emit) -> tuple[type[Any], type[Any]]:
+    """Build the two listener classes bound to ``emit`` (imports pynput)."""
+    from pynput.keyboard._xorg import Listener as KeyboardListener
+    from pynput.mouse._xorg import Listener as MouseListener
+    from Xlib import X
+
+    button_press = X.ButtonPress
+    button_release = X.ButtonRelease
+    key_press = X.KeyPress
+    scroll_buttons = SCROLL_BUTTONS
+    monotonic_ns = time.monotonic_ns
+
+    class MouseHook(MouseListener):  # type: ignore[misc]
+        def _handle_message(self, display: Any, event: Any, injected: bool) -> None:
+            t = monotonic_ns()
+            etype = event.type
+            if etype == button_press:
+                scroll = scroll_buttons.get(event.detail)
+                if scroll is not None:
+                    emit((RAW_SCROLL, t, event.root_x, event.root_y, scroll[0], scroll[1]))
+                else:
+                    emit((RAW_BUTTON, t, event.root_x, event.root_y,
+                          button_name(event.detail), True))  # fmt: skip
+            elif etype == button_release:
+                if event.detail not in scroll_buttons:
+                    emit((RAW_BUTTON, t, event.root_x, event.root_y,
+                          button_name(event.detail), False))  # fmt: skip
+            else:
+                emit((RAW_MOVE, t, event.root_x, event.root_y))
+
+    class KeyboardHook(KeyboardListener):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._down: dict[int, KeyIdentity] = {}
+
+        def _handle_message(self, display: Any, event: Any, injected: bool) -> None:
+            t = monotonic_ns()
+            try:
+                key = self._event_to_key(display, event)
+            except Exception:  # noqa: BLE001 - an unmappable keycode is still a key event
+                key = None
+            keycode = event.detail
+            if event.type == key_press:
+                ident = key_identity(key)
+                self._down[keycode] = ident
+                emit((RAW_KEY, t, True, ident[0], ident[1], ident[2]))
+            else:
+                ident = self._down.pop(keycode, None) or key_identity(key)
+                emit((RAW_KEY, t, False, ident[0], ident[1], ident[2]))
+
+    return MouseHook, KeyboardHook
+
+
+class X11Input:
+    """InputSource for X11. ``stop(timeout)`` returns within ``timeout`` seconds."""
+
+    def __init__(self, display: str | None = None) -> None:
+        self._display = display
+        self._listeners: list[Any] = []
+
+    def start(self, emit: Emit, *, mouse: bool, keyboard: bool) -> None:
+        display = self._display or require_x11()
+        os.environ.setdefault("DISPLAY", display)
+        try:
+            mouse_cls, keyboard_cls = _make_listener_classes(emit)
+        except ImportError as exc:
+            raise EnvironmentUnsupported(f"cannot use X input capture: {exc}") from exc
+        try:
+            if mouse:
+                self._listeners.append(mouse_cls())
+            if keyboard:
+                self._listeners.append(keyboard_cls())
+            for listener in self._listeners:
+                listener.daemon = True
+                listener.name = f"deskcorder-x11-{type(listener).__name__}"
+                listener.start()
+            for listener in self._listeners:
+                listener.wait()
+        except Exception as exc:
+            self.stop(1.0)
+            raise EnvironmentUnsupported(f"cannot start X input capture: {exc}") from exc
+        log.debug("X11 input listeners started (mouse=%s keyboard=%s)", mouse, keyboard)
+
+    def stop(self, timeout: float) -> None:
+        """Stop the listeners without waiting for another input event.
+
+        pynput's own ``stop()`` only takes effect when the next event arrives
+        (its RECORD context is disabled on the blocked connection). We also
+        disable each context from a fresh connection, which ends the RECORD
+        stream at once, and run the pynput stops on a daemon thread with a
+        bounded join, so this returns within ``timeout`` whatever happens.
+        """
+        listeners, self._listeners = self._listeners, []
+        if not listeners:
+            return
+        deadline = time.monotonic() + timeout
+        stopper = threading.Thread(
+            target=_stop_listeners, args=(listeners, self._display),
+            name="deskcorder-x11-input-stop", daemon=True,
+        )  # fmt: skip
+        stopper.start()
+        stopper.join(max(0.0, deadline - time.monotonic()))
+        for listener in listeners:
+            # Thread.join: pynput's join() also waits on its exception queue.
+            threading.Thread.join(listener, max(0.0, deadline - time.monotonic()))
+        alive = [listener.name for listener in listeners if listener.is_alive()]
+        if alive:
+            log.warning("X11 input listeners still running after %.1fs: %s", timeout, alive)
+
+
+def _stop_listeners(listeners: list[Any], display_name: str | None) -> None:
+    from Xlib import display as xdisplay
+
+    try:
+        conn = xdisplay.Display(display_name)
+    except Exception:  # noqa: BLE001
+        conn = None
+        log.debug("cannot open a display to disable RECORD contexts", exc_info=True)
+    for listener in listeners:
+        context = getattr(listener, "_context", None)
+        if conn is not None and context is not None:
+            try:
+                conn.record_disable_context(context)
+                conn.sync()
+            except Exception:  # noqa: BLE001 - the context may already be gone
+                log.debug("record_disable_context failed", exc_info=True)
+    if conn is not None:
+        conn.close()
+    for listener in listeners:
+        try:
+            listener.stop()
+        except Exception:  # noqa: BLE001
+            log.debug("pynput stop failed", exc_info=True)
