@@ -59,16 +59,25 @@ class XServer:
         out = self.run("xdotool", "search", "--name", f"^{title}$", check=False)
         return out.split()
 
-    def tk_window(self, title: str, *, x: int = 100, y: int = 100, width: int = 400,
-                  height: int = 300, color: str = "white") -> subprocess.Popen[bytes]:  # fmt: skip
+    def tk_window(
+        self,
+        title: str,
+        *,
+        x: int = 100,
+        y: int = 100,
+        width: int = 400,
+        height: int = 300,
+        color: str = "white",
+    ) -> subprocess.Popen[bytes]:
         """Start a Tk window with ``title`` and a text entry; wait until it is mapped.
 
         Writing a line to its stdin changes its title to that line.
         """
         proc = subprocess.Popen(
             [sys.executable, str(HERE / "tkwin.py"), title, f"{width}x{height}+{x}+{y}", color],
-            env=self.env, stdin=subprocess.PIPE,
-        )  # fmt: skip
+            env=self.env,
+            stdin=subprocess.PIPE,
+        )
         self.procs.append(proc)
         wait_for(lambda: self.window_ids(title), 15, f"window {title!r}")
         return proc
@@ -88,8 +97,10 @@ def xserver(wm: bool = True, size: str = "1920x1080x24") -> Iterator[XServer]:
     r, w = os.pipe()
     xvfb = subprocess.Popen(
         ["Xvfb", "-displayfd", str(w), "-screen", "0", size, "-nolisten", "tcp"],
-        pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        pass_fds=(w,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     os.close(w)
     procs: list[subprocess.Popen[bytes]] = [xvfb]
     try:
@@ -99,11 +110,21 @@ def xserver(wm: bool = True, size: str = "1920x1080x24") -> Iterator[XServer]:
             raise AssertionError("Xvfb did not report a display number")
         server = XServer(f":{number}", procs)
         if wm:
-            ob = subprocess.Popen(["openbox", "--sm-disable"], env=server.env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+            ob = subprocess.Popen(
+                ["openbox", "--sm-disable"],
+                env=server.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             procs.append(ob)
-            wait_for(lambda: "_NET_SUPPORTING_WM_CHECK(WINDOW)" in server.run(
-                "xprop", "-root", "_NET_SUPPORTING_WM_CHECK", check=False), 10, "openbox")  # fmt: skip
+            wait_for(
+                lambda: (
+                    "_NET_SUPPORTING_WM_CHECK(WINDOW)"
+                    in server.run("xprop", "-root", "_NET_SUPPORTING_WM_CHECK", check=False)
+                ),
+                10,
+                "openbox",
+            )
         yield server
     finally:
         for proc in reversed(procs):

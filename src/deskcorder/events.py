@@ -103,9 +103,24 @@ K_TEXT = "text"
 K_SHED = "shed"
 
 ALL_KINDS = (
-    K_START, K_END, K_MOVE, K_BUTTON_DOWN, K_BUTTON_UP, K_SCROLL, K_KEY_DOWN, K_KEY_UP,
-    K_FOCUS, K_TITLE, K_SHOT, K_PAUSE, K_RESUME, K_EXCLUDED, K_GAP, K_TEXT, K_SHED,
-)  # fmt: skip
+    K_START,
+    K_END,
+    K_MOVE,
+    K_BUTTON_DOWN,
+    K_BUTTON_UP,
+    K_SCROLL,
+    K_KEY_DOWN,
+    K_KEY_UP,
+    K_FOCUS,
+    K_TITLE,
+    K_SHOT,
+    K_PAUSE,
+    K_RESUME,
+    K_EXCLUDED,
+    K_GAP,
+    K_TEXT,
+    K_SHED,
+)
 
 INPUT_KINDS = frozenset(
     {K_MOVE, K_BUTTON_DOWN, K_BUTTON_UP, K_SCROLL, K_KEY_DOWN, K_KEY_UP, K_TEXT}
@@ -129,8 +144,9 @@ def expand_moves(record: dict[str, Any]) -> list[tuple[int, int, int]]:
     """Decode a ``mv`` batch into absolute ``(t, x, y)`` points."""
     t, x, y = record["t"], record["x"], record["y"]
     points = [(t, x, y)]
-    for dt, dx, dy in zip(record.get("dt", ()), record.get("dx", ()), record.get("dy", ()),
-                          strict=True):
+    for dt, dx, dy in zip(
+        record.get("dt", ()), record.get("dx", ()), record.get("dy", ()), strict=True
+    ):
         t += dt
         x += dx
         y += dy
@@ -260,7 +276,7 @@ class ShotRec(_Rec):
 
 class PauseRec(_Rec):
     k: Literal["pause", "resume"]
-    src: Literal["user", "lock", "inactive", "schedule", "consent", "quota", "review"]
+    src: Literal["user", "lock", "inactive", "schedule", "consent", "quota", "error"]
 
 
 class ExcludedRec(_Rec):
@@ -287,8 +303,20 @@ class ShedRec(_Rec):
 
 
 Record = Annotated[
-    StartRec | EndRec | MoveRec | ButtonRec | ScrollRec | KeyRec | FocusRec | TitleRec
-    | ShotRec | PauseRec | ExcludedRec | GapRec | TextRec | ShedRec,
+    StartRec
+    | EndRec
+    | MoveRec
+    | ButtonRec
+    | ScrollRec
+    | KeyRec
+    | FocusRec
+    | TitleRec
+    | ShotRec
+    | PauseRec
+    | ExcludedRec
+    | GapRec
+    | TextRec
+    | ShedRec,
     Field(discriminator="k"),
 ]
 RECORD_ADAPTER: TypeAdapter[Any] = TypeAdapter(Record)

@@ -40,7 +40,7 @@ def _windows_program_data() -> Path:
         from ctypes import wintypes
 
         class GUID(ctypes.Structure):
-            _fields_ = [  # noqa: RUF012 - ctypes idiom
+            _fields_ = [
                 ("Data1", wintypes.DWORD),
                 ("Data2", wintypes.WORD),
                 ("Data3", wintypes.WORD),
@@ -48,8 +48,12 @@ def _windows_program_data() -> Path:
             ]
 
         # FOLDERID_ProgramData {62AB5D82-FDC1-4DC3-A9DD-070D1D495D97}
-        fid = GUID(0x62AB5D82, 0xFDC1, 0x4DC3,
-                   (wintypes.BYTE * 8)(0xA9, 0xDD, 0x07, 0x0D, 0x1D, 0x49, 0x5D, 0x97))  # fmt: skip
+        fid = GUID(
+            0x62AB5D82,
+            0xFDC1,
+            0x4DC3,
+            (wintypes.BYTE * 8)(0xA9, 0xDD, 0x07, 0x0D, 0x1D, 0x49, 0x5D, 0x97),
+        )
         out = ctypes.c_wchar_p()
         shell32 = ctypes.windll.shell32  # type: ignore[attr-defined]
         if shell32.SHGetKnownFolderPath(ctypes.byref(fid), 0, None, ctypes.byref(out)) == 0:
@@ -148,9 +152,12 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def _merge(
-    base: dict[str, Any], top: Mapping[str, Any], source: str,
-    sources: dict[KeyPath, str], path: KeyPath = (),
-) -> None:  # fmt: skip
+    base: dict[str, Any],
+    top: Mapping[str, Any],
+    source: str,
+    sources: dict[KeyPath, str],
+    path: KeyPath = (),
+) -> None:
     for key, value in top.items():
         here = (*path, key)
         if isinstance(value, Mapping) and isinstance(base.get(key), dict) and not _is_leaf(here):
@@ -211,10 +218,12 @@ def _describe(err: Mapping[str, Any], model: type[BaseModel]) -> str:
         return f"expected one of {expected}, got {_show(got)}"
     ctx = err.get("ctx", {})
     bounds = {
-        "greater_than": "> {gt}", "greater_than_equal": ">= {ge}",
-        "less_than": "< {lt}", "less_than_equal": "<= {le}",
+        "greater_than": "> {gt}",
+        "greater_than_equal": ">= {ge}",
+        "less_than": "< {lt}",
+        "less_than_equal": "<= {le}",
         "too_short": "at least {min_length} long",
-    }  # fmt: skip
+    }
     if etype in bounds:
         return f"expected a value {bounds[etype].format(**ctx)}, got {_show(got)}"
     msg = str(err.get("msg", "invalid value"))
@@ -225,8 +234,13 @@ def _describe(err: Mapping[str, Any], model: type[BaseModel]) -> str:
 def _show(value: Any) -> str:
     if isinstance(value, tuple):
         value = list(value)
-    text = repr(value) if isinstance(value, str) else str(value).lower() if isinstance(
-        value, bool) else str(value)  # fmt: skip
+    text = (
+        repr(value)
+        if isinstance(value, str)
+        else str(value).lower()
+        if isinstance(value, bool)
+        else str(value)
+    )
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -253,8 +267,11 @@ def build_policy(layers: list[Layer]) -> LoadedPolicy:
         err = exc.errors()[0]
         loc = tuple(str(p) for p in err["loc"])
         key = ".".join(loc) or "(policy)"
-        where = LoadedPolicy(Policy.model_construct(), sources).source_of(loc) if loc else (
-            layers[-1].source if layers else DEFAULT_SOURCE)  # fmt: skip
+        where = (
+            LoadedPolicy(Policy.model_construct(), sources).source_of(loc)
+            if loc
+            else (layers[-1].source if layers else DEFAULT_SOURCE)
+        )
         more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         raise PolicyError(f"{where}: {key}: {_describe(err, Policy)}{more}") from exc
     files = [layer.source for layer in layers if layer.source != DEFAULT_SOURCE]

@@ -68,13 +68,17 @@ class Exclusions(_Section):
         return value
 
 
+def _default_hours() -> dict[str, tuple[str, ...]]:
+    return {day: ("09:00-17:00",) for day in WEEKDAYS[:5]}
+
+
 class Schedule(_Section):
     """Work hours. Outside them nothing is captured. Disabled = always."""
 
     enabled: bool = Field(False, description="restrict capture to the hours below")
     timezone: str = Field("UTC", description="IANA time zone name, e.g. Europe/Berlin")
     hours: dict[str, tuple[str, ...]] = Field(
-        default_factory=lambda: {d: ("09:00-17:00",) for d in WEEKDAYS[:5]},
+        default_factory=_default_hours,
         description='per weekday (mon..sun) a list of "HH:MM-HH:MM" spans',
     )
 
@@ -206,12 +210,12 @@ class Policy(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
-        if self.identity.mode == "pseudonymous" and self.upload.endpoint and not (
-            self.identity.org_key.get_secret_value()
+        if (
+            self.identity.mode == "pseudonymous"
+            and self.upload.endpoint
+            and not (self.identity.org_key.get_secret_value())
         ):
-            raise ValueError(
-                "identity.org_key must be set when uploading pseudonymous data"
-            )
+            raise ValueError("identity.org_key must be set when uploading pseudonymous data")
         return self
 
     def digest(self) -> str:

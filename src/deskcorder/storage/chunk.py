@@ -141,20 +141,37 @@ class ChunkStats:
             if isinstance(sha, str) and sha not in self.blobs:
                 self.blobs.append(sha)
 
-    def manifest(self, session: str, seq: int, sha256: str, size: int,
-                 recovered: bool = False) -> Manifest:  # fmt: skip
+    def manifest(
+        self, session: str, seq: int, sha256: str, size: int, recovered: bool = False
+    ) -> Manifest:
         return Manifest(
-            session=session, seq=seq, sha256=sha256, bytes=size, records=self.records,
-            events=dict(sorted(self.events.items())), t_first=self.t_first, t_last=self.t_last,
-            gaps=self.gaps, dropped=self.dropped, blobs=list(self.blobs), recovered=recovered,
-        )  # fmt: skip
+            session=session,
+            seq=seq,
+            sha256=sha256,
+            bytes=size,
+            records=self.records,
+            events=dict(sorted(self.events.items())),
+            t_first=self.t_first,
+            t_last=self.t_last,
+            gaps=self.gaps,
+            dropped=self.dropped,
+            blobs=list(self.blobs),
+            recovered=recovered,
+        )
 
 
 class ChunkWriter:
     """Appends records to one ``.part`` file; ``flush`` is durable; ``seal`` finishes it."""
 
-    def __init__(self, directory: Path, session: str, seq: int, header: dict[str, Any],
-                 level: int = COMPRESSION_LEVEL, part_path: Path | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        directory: Path,
+        session: str,
+        seq: int,
+        header: dict[str, Any],
+        level: int = COMPRESSION_LEVEL,
+        part_path: Path | None = None,
+    ) -> None:
         self.directory = directory
         self.session = session
         self.seq = seq
@@ -166,9 +183,10 @@ class ChunkWriter:
         self._raw_pending = 0
         self._cobj = zstd.ZstdCompressor(level=level, write_checksum=True).compressobj()
         self._fd: int | None = os.open(
-            self.part_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+            self.part_path,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
             0o600,
-        )  # fmt: skip
+        )
         fsync_dir(directory)
         self._put(self._cobj.compress(encode_line(header)))
         self.flush()
@@ -221,13 +239,14 @@ class ChunkWriter:
         self._fd = None
         os.replace(self.part_path, self.final_path)
         fsync_dir(self.directory)
-        manifest = self.stats.manifest(self.session, self.seq, self._sha.hexdigest(), self._size,
-                                       recovered)  # fmt: skip
+        manifest = self.stats.manifest(
+            self.session, self.seq, self._sha.hexdigest(), self._size, recovered
+        )
         write_manifest(self.directory, manifest)
         return manifest
 
     def abandon(self) -> None:
-        """Close without sealing (the .part stays for recovery). Used by tests and on fatal errors."""
+        """Close without sealing: the .part stays for recovery (tests, fatal errors)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -264,8 +283,9 @@ class DecodedChunk:
     error: str | None = None
 
 
-def iter_lines(stream: IO[bytes], *, max_output: int | None = None,
-               max_line: int = MAX_LINE_BYTES) -> Iterator[bytes]:  # fmt: skip
+def iter_lines(
+    stream: IO[bytes], *, max_output: int | None = None, max_line: int = MAX_LINE_BYTES
+) -> Iterator[bytes]:
     """Decompress ``stream`` (one or more zstd frames) and yield complete lines.
 
     Bounded: refuses a line longer than ``max_line`` and total output beyond
@@ -348,8 +368,9 @@ def decode_chunk(data: bytes, *, tolerant: bool = False) -> DecodedChunk:
     if header is None:
         raise FormatError(error or "chunk has no header line")
     check_header(header)
-    return DecodedChunk(header=header, records=records, complete=complete and error is None,
-                        error=error)  # fmt: skip
+    return DecodedChunk(
+        header=header, records=records, complete=complete and error is None, error=error
+    )
 
 
 def check_header(header: dict[str, Any]) -> None:

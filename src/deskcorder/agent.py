@@ -1,0 +1,356 @@
+"""The agent: composes a backend, the pipeline, the spool, components and control.
+
+Lifecycle: single-instance lock -> spool recovery -> pipeline -> OS sources ->
+components -> control channel -> wait -> stop everything in reverse within
+the stop budget (2 s) -> the pipeline seals the last chunk.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import hmac
+import logging
+import os
+import platform as _platform
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any, Protocol
+
+from deskcorder import __version__
+from deskcorder.capture.pipeline import Pipeline
+from deskcorder.control.channel import ControlServer, runtime_dir
+from deskcorder.errors import AlreadyRunning, DeskcorderError
+from deskcorder.events import FORMAT_NAME, FORMAT_VERSION, RAW_CONTROL
+from deskcorder.platform.base import Backend
+from deskcorder.policy.load import LoadedPolicy
+from deskcorder.storage.chunk import Manifest
+from deskcorder.storage.spool import Spool, new_session_id
+
+log = logging.getLogger(__name__)
+
+STOP_BUDGET_S = 2.0
+
+
+class Component(Protocol):
+    """An optional part of the agent (uploader, screenshots, tray, watchdog ...)."""
+
+    name: str
+
+    def start(self, agent: Agent) -> None: ...
+
+    def stop(self, timeout: float) -> None: ...
+
+    def status(self) -> dict[str, object]: ...
+
+
+def default_components(agent: Agent) -> list[Component]:
+    """The components a real agent runs, as policy enables them. One line each."""
+    components: list[Component] = []
+    return components
+
+
+def default_spool_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("deskcorder", appauthor=False)) / "spool"
+
+
+def pseudonym(kind: str, value: str, key: str) -> str:
+    """HMAC-SHA256 of a stable identifier under the org key (hex, 32 chars)."""
+    mac = hmac.new(key.encode(), f"{kind}:{value}".encode(), hashlib.sha256)
+    return f"{kind[0]}-{mac.hexdigest()[:32]}"
+
+
+def machine_id() -> str:
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            value = Path(path).read_text().strip()
+            if value:
+                return value
+        except OSError:
+            continue
+    return socket.gethostname()
+
+
+class InstanceLock:
+    """Held for the agent's lifetime; a second agent for the same user gets AlreadyRunning."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "agent.lock"
+        self._fh: IO[str] | None = None
+
+    def acquire(self) -> None:
+        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the lifetime
+        try:
+            if os.name == "posix":
+                import fcntl
+
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else:  # pragma: no cover - Windows
+                import msvcrt
+
+                msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        except OSError as exc:
+            fh.seek(0)
+            other = fh.read().strip() or "unknown"
+            fh.close()
+            raise AlreadyRunning(
+                f"deskcorder is already running for this user (pid {other}); "
+                "use `deskcorder status`, `pause` or `resume` to control it"
+            ) from exc
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+class Agent:
+    def __init__(
+        self,
+        loaded: LoadedPolicy,
+        spool_dir: Path,
+        backend: Backend,
+        *,
+        duration: float | None = None,
+        components: Callable[[Agent], list[Component]] | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.policy = loaded.policy
+        self.backend = backend
+        self.duration = duration
+        self.spool = Spool(spool_dir, self.policy.spool)
+        self._components_factory = components or default_components
+        self.components: list[Component] = []
+        self.on_sealed: list[Callable[[Manifest], None]] = []
+        self.control_handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+        self._stop = threading.Event()
+        self._stop_reason = "stop"
+        self.pipeline: Pipeline | None = None
+        self.session_id = new_session_id()
+        self.t0_ns = time.monotonic_ns()
+        self.started_at = datetime.now(timezone.utc)
+        key = self.policy.identity.org_key.get_secret_value()
+        if self.policy.identity.mode == "named":
+            self.user_id = getpass.getuser()
+            self.device_id = socket.gethostname()
+        else:
+            self.user_id = pseudonym("user", f"{machine_id()}:{getpass.getuser()}", key)
+            self.device_id = pseudonym("device", machine_id(), key)
+        self._screens: list[tuple[int, int, int, int]] = []
+        self._layout: str | None = None
+        self.shed_level = 0
+
+    # -- emit -------------------------------------------------------------------------
+    def emit(self, raw: tuple[Any, ...]) -> None:
+        """Non-blocking enqueue for sources (drops and counts when the queue is full)."""
+        assert self.pipeline is not None
+        self.pipeline.queue.put_nowait(raw)
+
+    def header(self, seq: int) -> dict[str, Any]:
+        mono = time.monotonic_ns()
+        unix_ns = time.time_ns()
+        t = max(0, (mono - self.t0_ns) // 1000)
+        utc = (
+            datetime.fromtimestamp(unix_ns / 1e9, timezone.utc)
+            .isoformat(timespec="microseconds")
+            .replace("+00:00", "Z")
+        )
+        cap = self.policy.capture
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "session": self.session_id,
+            "seq": seq,
+            "device": self.device_id,
+            "user": self.user_id,
+            "identity": self.policy.identity.mode,
+            "org": self.policy.identity.org,
+            "agent": f"deskcorder/{__version__}",
+            "backend": self.backend.name,
+            "os": f"{_platform.system()} {_platform.release()}",
+            "screen": [list(s) for s in self._screens],
+            "keyboard_layout": self._layout,
+            "policy_digest": self.policy.digest(),
+            "keystrokes": cap.keystrokes,
+            "mouse_move_hz": cap.mouse_move_hz,
+            "streams": {
+                "mouse": cap.mouse,
+                "keyboard": cap.keyboard,
+                "window": cap.window,
+                "screenshots": cap.screenshots,
+            },
+            "clock": {"t": t, "unix_ns": unix_ns, "utc": utc},
+        }
+
+    # -- lifecycle --------------------------------------------------------------------
+    def request_stop(self, reason: str = "stop") -> None:
+        self._stop_reason = reason
+        self._stop.set()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.request_stop(signal.Signals(signum).name.lower())
+
+    def run(self) -> int:
+        lock = InstanceLock(runtime_dir())
+        lock.acquire()
+        try:
+            return self._run_locked()
+        finally:
+            lock.release()
+
+    def _run_locked(self) -> int:
+        spool = self.spool
+        spool.ensure()
+        recovered = spool.recover()
+        if recovered:
+            log.warning("recovered %d chunk(s) left by an unclean stop", len(recovered))
+        backend = self.backend
+        try:
+            self._screens = backend.screens()
+        except Exception:
+            log.warning("screen geometry unavailable", exc_info=True)
+        try:
+            self._layout = backend.keyboard_layout()
+        except Exception:
+            self._layout = None
+        pipeline = Pipeline(
+            self.policy, spool, self.header, session_id=self.session_id, t0_ns=self.t0_ns
+        )
+        pipeline.on_sealed.append(self._sealed)
+        self.pipeline = pipeline
+        self._install_signals()
+        pipeline.start()
+        started: list[Any] = []
+        try:
+            cap = self.policy.capture
+            if self.policy.pause.on_lock:
+                backend.session.start(self.emit)
+                started.append(backend.session)
+            backend.windows.start(self.emit)
+            started.append(backend.windows)
+            if cap.mouse or cap.keyboard:
+                backend.input.start(self.emit, mouse=cap.mouse, keyboard=cap.keyboard)
+                started.append(backend.input)
+            self.components = self._components_factory(self)
+            for component in self.components:
+                component.start(self)
+                started.append(component)
+            self._register_control()
+            control = ControlServer(self.control_handlers)
+            control.start()
+            started.append(control)
+        except BaseException:
+            self._stop_all(started, pipeline, "error")
+            raise
+        log.info("recording session %s into %s", self.session_id, spool.root)
+        deadline = None if self.duration is None else time.monotonic() + self.duration
+        while not self._stop.is_set():
+            timeout = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+            if timeout <= 0:
+                self._stop_reason = "duration"
+                break
+            self._stop.wait(timeout)
+            if pipeline.fatal is not None:
+                self._stop_reason = "error"
+                break
+        ok = self._stop_all(started, pipeline, self._stop_reason)
+        if pipeline.fatal is not None:
+            raise DeskcorderError(f"capture failed: {pipeline.fatal}") from pipeline.fatal
+        return 0 if ok else 1
+
+    def _stop_all(self, started: list[Any], pipeline: Pipeline, reason: str) -> bool:
+        deadline = time.monotonic() + STOP_BUDGET_S
+        for part in reversed(started):
+            left = max(0.05, (deadline - time.monotonic()) * 0.5)
+            try:
+                part.stop(left)
+            except Exception:
+                log.exception("stopping %s failed", type(part).__name__)
+        left = max(0.2, deadline - time.monotonic())
+        done = pipeline.stop(left, reason)
+        if not done:
+            log.error(
+                "pipeline did not finish within the stop budget; the open chunk "
+                "will be recovered at next start"
+            )
+        return done
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, self._on_signal)
+
+    def _sealed(self, manifest: Manifest) -> None:
+        for callback in self.on_sealed:
+            try:
+                callback(manifest)
+            except Exception:
+                log.exception("on_sealed callback failed")
+
+    # -- control --------------------------------------------------------------------
+    def _register_control(self) -> None:
+        handlers = self.control_handlers
+        handlers.setdefault("status", lambda req: self.status())
+        handlers.setdefault("pause", self._handle_pause)
+        handlers.setdefault("resume", self._handle_resume)
+        handlers.setdefault("flush", self._handle_flush)
+
+    def _handle_pause(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.pipeline is not None
+        minutes = req.get("minutes")
+        if minutes is not None and not isinstance(minutes, int | float):
+            raise ValueError("minutes must be a number")
+        until = self.pipeline.gates.pause_until(minutes)
+        self.pipeline.queue.put_control((RAW_CONTROL, time.monotonic_ns(), "pause", until))
+        left = None if until == float("inf") else round(until - time.time())
+        return {"paused": True, "pause_left_s": left}
+
+    def _handle_resume(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.pipeline is not None
+        self.pipeline.queue.put_control((RAW_CONTROL, time.monotonic_ns(), "resume", None))
+        return {"paused": False}
+
+    def _handle_flush(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.pipeline is not None
+        self.pipeline.request_flush()
+        return {}
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "pid": os.getpid(),
+            "agent": __version__,
+            "started": self.started_at.isoformat(),
+            "backend": self.backend.name,
+            "spool": str(self.spool.root),
+            "spool_bytes": self.spool.usage_bytes(),
+            "spool_quota_bytes": self.spool.quota_bytes,
+        }
+        if self.pipeline is not None:
+            out.update(self.pipeline.status())
+        for component in self.components:
+            try:
+                out[component.name] = component.status()
+            except Exception as exc:
+                out[component.name] = {"error": str(exc)}
+        return out
+
+
+def python_info() -> str:
+    return f"{sys.implementation.name} {_platform.python_version()}"

@@ -1,0 +1,1 @@
+"""The capture pipeline: gates, redaction, move sampling, batching (pipeline thread only)."""

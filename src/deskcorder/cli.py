@@ -1,0 +1,267 @@
+"""Command line: argument parsing and exit codes only; the work happens elsewhere.
+
+Exit codes (also in the README):
+
+    0  success
+    1  runtime failure (capture failed, a file could not be read ...)
+    2  bad input: command-line usage or an invalid policy file
+    3  capture cannot work here (no display, Wayland, missing permission; doctor failed)
+    4  another agent already runs for this user
+    5  no running agent to talk to (status, pause, resume)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from deskcorder import __version__
+from deskcorder.errors import DeskcorderError, EnvironmentUnsupported, UsageError
+
+log = logging.getLogger("deskcorder")
+
+Command = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _add_policy(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policy", metavar="FILE", help="policy file layered over the machine policy")
+
+
+def _add_spool(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--spool", metavar="DIR", type=Path, help="spool folder (default: per user)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="deskcorder", description="Overt, policy-driven desktop recorder.")
+    parser.add_argument("--version", action="version", version=f"deskcorder {__version__}")
+    parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
+    parser.add_argument("-v", "--verbose", action="store_true", help="informational logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("run", help="record until stopped (SIGTERM/SIGINT) or --duration")
+    _add_policy(p)
+    _add_spool(p)
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--backend", metavar="NAME", help="x11, windows, macos or fake")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("inspect", help="show what was captured and is still on this machine")
+    p.add_argument("session", nargs="?", help="a session id or folder (default: all)")
+    _add_spool(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--events", action="store_true", help="print every record of the session")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("policy", help="validate or describe the policy")
+    psub = p.add_subparsers(dest="policy_command", metavar="ACTION", parser_class=_Parser)
+    pc = psub.add_parser("check", help="validate and print the effective policy with sources")
+    _add_policy(pc)
+    pc.add_argument("--json", action="store_true")
+    pc.set_defaults(func=cmd_policy_check)
+    ps = psub.add_parser("schema", help="print the policy's JSON Schema")
+    ps.set_defaults(func=cmd_policy_schema)
+    pf = psub.add_parser("format-schema", help="print the session format's JSON Schema")
+    pf.set_defaults(func=cmd_format_schema)
+
+    p = sub.add_parser("doctor", help="check that capture will work here and explain why not")
+    _add_policy(p)
+    _add_spool(p)
+    p.add_argument("--backend", metavar="NAME")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("status", help="show the running agent's state")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("pause", help="pause recording (within policy limits)")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        help="pause length (default: until resumed or policy's longest pause)",
+    )
+    p.set_defaults(func=cmd_pause)
+
+    p = sub.add_parser("resume", help="resume recording")
+    p.set_defaults(func=cmd_resume)
+    return parser
+
+
+# ---------------------------------------------------------------------------
+# commands
+# ---------------------------------------------------------------------------
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from deskcorder.policy.load import load_policy
+
+    return load_policy(getattr(args, "policy", None))
+
+
+def _spool_dir(args: argparse.Namespace) -> Path:
+    from deskcorder.agent import default_spool_dir
+
+    spool: Path | None = getattr(args, "spool", None)
+    return spool if spool is not None else default_spool_dir()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from deskcorder.agent import Agent
+    from deskcorder.platform import select_backend
+
+    loaded = _load(args)
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError("--duration must be a positive number of seconds")
+    backend = select_backend(args.backend)
+    agent = Agent(loaded, _spool_dir(args), backend, duration=args.duration)
+    code = agent.run()
+    print(f"session {agent.session_id} saved in {agent.spool.sessions_dir / agent.session_id}")
+    return code
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from deskcorder.inspect import inspect_spool
+
+    return inspect_spool(
+        _spool_dir(args), args.session, as_json=args.json, all_events=args.events, out=sys.stdout
+    )
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    rows = loaded.effective()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "files": loaded.files,
+                    "digest": loaded.policy.digest(),
+                    "settings": [{"key": k, "value": v, "source": s} for k, v, s in rows],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print("policy is valid")
+    print(f"files: {', '.join(loaded.files) if loaded.files else '(none: built-in defaults)'}")
+    print(f"digest: {loaded.policy.digest()}")
+    width = max(len(k) for k, _, _ in rows)
+    for key, value, source in rows:
+        print(f"  {key:<{width}} = {json.dumps(value)}   [{source}]")
+    return 0
+
+
+def cmd_policy_schema(args: argparse.Namespace) -> int:
+    from deskcorder.policy.model import Policy
+
+    print(json.dumps(Policy.model_json_schema(), indent=2))
+    return 0
+
+
+def cmd_format_schema(args: argparse.Namespace) -> int:
+    from deskcorder.events import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from deskcorder.doctor import run_doctor
+
+    ok = run_doctor(args.policy, _spool_dir(args), args.backend, out=sys.stdout)
+    if not ok:
+        raise EnvironmentUnsupported("capture will not work here: see the failed checks above")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from deskcorder.control import request
+    from deskcorder.status import format_status
+
+    reply = request("status")
+    if args.json:
+        print(json.dumps(reply, indent=2, default=str))
+    else:
+        print(format_status(reply))
+    return 0
+
+
+def _control(cmd: str, **fields: Any) -> dict[str, Any]:
+    from deskcorder.control import request
+
+    reply = request(cmd, **fields)
+    if not reply.get("ok"):
+        raise DeskcorderError(f"{cmd} refused: {reply.get('error', 'unknown error')}")
+    return reply
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    reply = _control("pause", minutes=args.minutes)
+    left = reply.get("pause_left_s")
+    print("paused" + (f" for {round(left / 60)} min" if left else " until you resume"))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    _control("resume")
+    print("recording resumed")
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# entry point
+# ---------------------------------------------------------------------------
+
+
+def _configure_logging(debug: bool, verbose: bool) -> None:
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("deskcorder: %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        _configure_logging(args.debug, args.verbose)
+        func: Command | None = getattr(args, "func", None)
+        if func is None:
+            parser.print_help()
+            return 2
+        return func(args)
+    except DeskcorderError as exc:
+        if debug:
+            log.exception("failed")
+        print(f"deskcorder: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        if debug:
+            raise
+        print(
+            f"deskcorder: internal error: {type(exc).__name__}: {exc} "
+            "(run with --debug for a traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

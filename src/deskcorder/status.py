@@ -1,0 +1,52 @@
+"""Formatting of ``deskcorder status`` replies (the data comes from the running agent)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_WHY = {
+    "user": "paused by you",
+    "lock": "screen locked",
+    "inactive": "session not active",
+    "schedule": "outside work hours",
+    "consent": "waiting for you to accept the notice (`deskcorder consent accept`)",
+    "quota": "spool full",
+    "error": "a privacy check failed (fail closed)",
+}
+
+
+def _mb(n: Any) -> str:
+    return f"{(n or 0) / 1_048_576:.1f} MiB"
+
+
+def format_status(s: dict[str, Any]) -> str:
+    lines = []
+    if s.get("recording"):
+        state = "recording"
+    elif s.get("blocked"):
+        state = f"not recording: {_WHY.get(s['blocked'], s['blocked'])}"
+    elif s.get("excluded"):
+        state = "not recording: the focused window is excluded by policy"
+    else:
+        state = "not recording"
+    lines.append(f"deskcorder {s.get('agent', '?')} (pid {s.get('pid', '?')}): {state}")
+    left = s.get("gate_pause_left_s")
+    if s.get("blocked") == "user":
+        lines.append(
+            "  pause    "
+            + (f"{left // 60} min {left % 60} s left" if left is not None else "until you resume")
+        )
+    lines.append(f"  session  {s.get('session')}  ({s.get('chunks_sealed', 0)} chunk(s) sealed)")
+    lines.append(
+        f"  queue    {s.get('queue', 0)}/{s.get('queue_max', 0)}; "
+        f"events dropped: {s.get('dropped', 0)}"
+    )
+    lines.append(
+        f"  spool    {_mb(s.get('spool_bytes'))} of {_mb(s.get('spool_quota_bytes'))} "
+        f"at {s.get('spool')}"
+    )
+    upload = s.get("uploader")
+    if isinstance(upload, dict):
+        for key, value in upload.items():
+            lines.append(f"  upload   {key}: {value}")
+    return "\n".join(lines)

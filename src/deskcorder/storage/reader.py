@@ -1,0 +1,132 @@
+"""The public reader: ``deskcorder.read_session(path)``.
+
+Yields records in order across a session's chunks, or *events*: records with
+move batches expanded into single positions and each event tied to the
+window that had focus when it happened.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deskcorder.errors import FormatError
+from deskcorder.events import K_EXCLUDED, K_FOCUS, K_MOVE, K_TITLE, expand_moves
+from deskcorder.storage.chunk import (
+    CHUNK_SUFFIX,
+    MANIFEST_SUFFIX,
+    PART_SUFFIX,
+    DecodedChunk,
+    Manifest,
+    read_chunk,
+    read_manifest,
+    seq_of,
+)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One input or context event. ``window`` is the focused window's record (or None)."""
+
+    kind: str
+    t: int
+    fields: dict[str, Any]
+    window: dict[str, Any] | None = None
+    excluded: bool = False
+
+    def __getitem__(self, key: str) -> Any:
+        return self.fields[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.fields.get(key, default)
+
+
+@dataclass
+class Session:
+    path: Path
+    chunk_paths: list[Path]
+    part_paths: list[Path] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.path.name if self.path.is_dir() else self.path.parent.name
+
+    def chunks(self) -> Iterator[tuple[Path, DecodedChunk]]:
+        """Every chunk decoded, sealed ones strictly, an open ``.part`` tolerantly."""
+        for path in self.chunk_paths:
+            yield path, read_chunk(path)
+        for path in self.part_paths:
+            yield path, read_chunk(path, tolerant=True)
+
+    def headers(self) -> list[dict[str, Any]]:
+        return [decoded.header for _, decoded in self.chunks()]
+
+    def manifests(self) -> list[Manifest]:
+        out = []
+        for path in self.chunk_paths:
+            man = path.with_name(f"{seq_of(path):06d}{MANIFEST_SUFFIX}")
+            if man.exists():
+                out.append(read_manifest(man))
+        return out
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        for _, decoded in self.chunks():
+            yield from decoded.records
+
+    def events(self) -> Iterator[Event]:
+        """Records as events; ``mv`` batches expanded; each tied to its window."""
+        window: dict[str, Any] | None = None
+        excluded = False
+        for record in self.records():
+            kind = record["k"]
+            if kind == K_FOCUS:
+                window = record.get("win")
+                excluded = False
+            elif kind == K_EXCLUDED:
+                window = None
+                excluded = True
+            elif kind == K_TITLE and window is not None and window.get("id") == record.get("id"):
+                window = {**window, "title": record["title"]}
+            if kind == K_MOVE:
+                for t, x, y in expand_moves(record):
+                    yield Event(K_MOVE, t, {"x": x, "y": y}, window, excluded)
+                continue
+            fields = {k: v for k, v in record.items() if k not in ("k", "t")}
+            yield Event(kind, record["t"], fields, window, excluded)
+
+
+def _chunks_in(directory: Path) -> tuple[list[Path], list[Path]]:
+    sealed = sorted(directory.glob(f"[0-9]*{CHUNK_SUFFIX}"), key=seq_of)
+    parts = sorted(directory.glob(f"[0-9]*{PART_SUFFIX}"), key=seq_of)
+    return sealed, parts
+
+
+def read_session(path: str | os.PathLike[str]) -> Session:
+    """Open a session folder, or a single chunk file, for reading."""
+    p = Path(path)
+    if p.is_dir():
+        sealed, parts = _chunks_in(p)
+        if not sealed and not parts:
+            raise FormatError(f"{p}: no chunks in this folder (is it a session folder?)")
+        return Session(p, sealed, parts)
+    if p.is_file():
+        if p.name.endswith(PART_SUFFIX):
+            return Session(p, [], [p])
+        return Session(p, [p])
+    raise FormatError(f"{p}: no such session folder or chunk file")
+
+
+def list_sessions(spool_root: str | os.PathLike[str]) -> list[Session]:
+    """Every session in a spool, oldest first."""
+    root = Path(spool_root) / "sessions"
+    if not root.is_dir():
+        return []
+    out = []
+    for directory in sorted(d for d in root.iterdir() if d.is_dir()):
+        sealed, parts = _chunks_in(directory)
+        if sealed or parts:
+            out.append(Session(directory, sealed, parts))
+    return out
