@@ -30,6 +30,8 @@ BUTTON_NAMES = {1: "left", 2: "middle", 3: "right", 8: "x1", 9: "x2"}
 # button -> (dx, dy); dy > 0 is up, dx > 0 is right (same as pynput on every OS)
 SCROLL_BUTTONS = {4: (0, 1), 5: (0, -1), 6: (-1, 0), 7: (1, 0)}
 
+START_TIMEOUT_S = 5.0
+
 KeyIdentity = tuple[str | None, str | None, int | None]  # (char, name, vk/keysym)
 
 
@@ -51,9 +53,7 @@ def key_identity(key: Any) -> KeyIdentity:
 
 def wayland_session(env: dict[str, str] | None = None) -> bool:
     env = dict(os.environ) if env is None else env
-    return env.get("XDG_SESSION_TYPE", "").lower() == "wayland" or bool(
-        env.get("WAYLAND_DISPLAY")
-    )
+    return env.get("XDG_SESSION_TYPE", "").lower() == "wayland" or bool(env.get("WAYLAND_DISPLAY"))
 
 
 def require_x11(env: dict[str, str] | None = None) -> str:
@@ -82,7 +82,25 @@ def _make_listener_classes(emit: Emit) -> tuple[type[Any], type[Any]]:
     scroll_buttons = SCROLL_BUTTONS
     monotonic_ns = time.monotonic_ns
 
-    class MouseHook(MouseListener):  # type: ignore[misc]
+    class LiveMixin:
+        """Sets ``live`` when the X server's first RECORD reply (StartOfData) arrives.
+
+        pynput marks a listener ready *before* it enables the RECORD context;
+        waiting for StartOfData means no event after ``start()`` can be missed.
+        """
+
+        live: threading.Event
+
+        def _handler(self, events: Any) -> Any:
+            if not self.live.is_set():
+                self.live.set()
+            return super()._handler(events)  # type: ignore[misc]
+
+    class MouseHook(LiveMixin, MouseListener):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.live = threading.Event()
+
         def _handle_message(self, display: Any, event: Any, injected: bool) -> None:
             t = monotonic_ns()
             etype = event.type
@@ -100,16 +118,17 @@ def _make_listener_classes(emit: Emit) -> tuple[type[Any], type[Any]]:
             else:
                 emit((RAW_MOVE, t, event.root_x, event.root_y))
 
-    class KeyboardHook(KeyboardListener):  # type: ignore[misc]
+    class KeyboardHook(LiveMixin, KeyboardListener):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
+            self.live = threading.Event()
             self._down: dict[int, KeyIdentity] = {}
 
         def _handle_message(self, display: Any, event: Any, injected: bool) -> None:
             t = monotonic_ns()
             try:
                 key = self._event_to_key(display, event)
-            except Exception:  # noqa: BLE001 - an unmappable keycode is still a key event
+            except Exception:  # an unmappable keycode is still a key event
                 key = None
             keycode = event.detail
             if event.type == key_press:
@@ -117,7 +136,8 @@ def _make_listener_classes(emit: Emit) -> tuple[type[Any], type[Any]]:
                 self._down[keycode] = ident
                 emit((RAW_KEY, t, True, ident[0], ident[1], ident[2]))
             else:
-                ident = self._down.pop(keycode, None) or key_identity(key)
+                down = self._down.pop(keycode, None)
+                ident = down if down is not None else key_identity(key)
                 emit((RAW_KEY, t, False, ident[0], ident[1], ident[2]))
 
     return MouseHook, KeyboardHook
@@ -147,7 +167,11 @@ class X11Input:
                 listener.name = f"deskcorder-x11-{type(listener).__name__}"
                 listener.start()
             for listener in self._listeners:
-                listener.wait()
+                if not listener.live.wait(START_TIMEOUT_S) or not listener.is_alive():
+                    raise EnvironmentUnsupported("the X server did not start the RECORD stream")
+        except EnvironmentUnsupported:
+            self.stop(1.0)
+            raise
         except Exception as exc:
             self.stop(1.0)
             raise EnvironmentUnsupported(f"cannot start X input capture: {exc}") from exc
@@ -185,7 +209,7 @@ def _stop_listeners(listeners: list[Any], display_name: str | None) -> None:
 
     try:
         conn = xdisplay.Display(display_name)
-    except Exception:  # noqa: BLE001
+    except Exception:
         conn = None
         log.debug("cannot open a display to disable RECORD contexts", exc_info=True)
     for listener in listeners:
@@ -194,12 +218,12 @@ def _stop_listeners(listeners: list[Any], display_name: str | None) -> None:
             try:
                 conn.record_disable_context(context)
                 conn.sync()
-            except Exception:  # noqa: BLE001 - the context may already be gone
+            except Exception:  # the context may already be gone
                 log.debug("record_disable_context failed", exc_info=True)
     if conn is not None:
         conn.close()
     for listener in listeners:
         try:
             listener.stop()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.debug("pynput stop failed", exc_info=True)

@@ -11,6 +11,7 @@ Xlib is imported lazily; this module imports on every OS.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -46,10 +47,8 @@ def proc_info(pid: int, proc_root: str = "/proc") -> tuple[str | None, str | Non
             name = fh.read().strip() or None
     except OSError:
         pass
-    try:
+    with contextlib.suppress(OSError):
         exe = os.readlink(f"{proc_root}/{pid}/exe")
-    except OSError:
-        pass
     return name, exe
 
 
@@ -80,7 +79,7 @@ class _X:
     def close(self) -> None:
         try:
             self.d.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.debug("closing X connection failed", exc_info=True)
 
     def window(self, wid: int) -> Any:
@@ -88,8 +87,10 @@ class _X:
 
     def prop(self, win: Any, atom: int, type_: int | None = None) -> Any:
         try:
-            value = win.get_full_property(atom, type_ if type_ is not None else self.X.AnyPropertyType)
-        except Exception:  # noqa: BLE001 - BadWindow etc.
+            value = win.get_full_property(
+                atom, type_ if type_ is not None else self.X.AnyPropertyType
+            )
+        except Exception:  # BadWindow etc.
             return None
         return None if value is None else value.value
 
@@ -131,7 +132,7 @@ class _X:
             from Xlib.ext import res
 
             reply = self.d.res_query_client_ids([{"client": wid, "mask": res.LocalClientPIDMask}])
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None
         for ident in reply.ids:
             if ident.spec.mask & res.LocalClientPIDMask and ident.value:
@@ -142,7 +143,7 @@ class _X:
         try:
             geo = win.get_geometry()
             pos = win.translate_coords(self.root, 0, 0)
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None
         return (-int(pos.x), -int(pos.y), int(geo.width), int(geo.height))
 
@@ -168,13 +169,13 @@ class _X:
         else:
             try:
                 ids = [int(w.id) for w in self.root.query_tree().children]
-            except Exception:  # noqa: BLE001
+            except Exception:
                 ids = []
         out: list[WindowInfo] = []
         for wid in ids:
             try:
                 attrs = self.window(wid).get_attributes()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 continue
             if attrs.map_state != self.X.IsViewable:
                 continue
@@ -213,10 +214,8 @@ class X11WindowProbe:
     def stop(self, timeout: float) -> None:
         thread, self._thread = self._thread, None
         if thread is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.write(self._stop_w, b"x")
-            except OSError:
-                pass
             thread.join(timeout)
             if thread.is_alive():
                 log.warning("window probe thread still running after %.1fs", timeout)
@@ -248,7 +247,7 @@ class X11WindowProbe:
         if self._query is None:
             try:
                 self._query = _X(self._display)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.warning("cannot open X display %r for window queries", self._display)
                 return None
         return self._query
@@ -256,7 +255,7 @@ class X11WindowProbe:
     def _run(self, x: _X, emit: Emit) -> None:
         try:
             self._loop(x, emit)
-        except Exception:  # noqa: BLE001 - the X server went away, most likely
+        except Exception:  # the X server went away, most likely
             log.exception("window probe stopped")
             emit((RAW_FOCUS, time.monotonic_ns(), None))
         finally:
