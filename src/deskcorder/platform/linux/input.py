@@ -70,6 +70,23 @@ def require_x11(env: dict[str, str] | None = None) -> str:
     return display
 
 
+def check_record(display: str) -> None:
+    """Raise :class:`EnvironmentUnsupported` unless ``display`` is reachable and has RECORD."""
+    try:
+        from Xlib import display as xdisplay
+
+        conn = xdisplay.Display(display)
+    except Exception as exc:
+        raise EnvironmentUnsupported(f"cannot connect to X display {display}: {exc}") from exc
+    try:
+        if not conn.has_extension("RECORD"):
+            raise EnvironmentUnsupported(
+                f"X display {display} lacks the RECORD extension: input cannot be captured"
+            )
+    finally:
+        conn.close()
+
+
 def _make_listener_classes(emit: Emit) -> tuple[type[Any], type[Any]]:
     """Build the two listener classes bound to ``emit`` (imports pynput)."""
     from pynput.keyboard._xorg import Listener as KeyboardListener
@@ -152,7 +169,9 @@ class X11Input:
 
     def start(self, emit: Emit, *, mouse: bool, keyboard: bool) -> None:
         display = self._display or require_x11()
-        os.environ.setdefault("DISPLAY", display)
+        check_record(display)
+        # pynput's listeners open their connections with Xlib's default: $DISPLAY
+        os.environ["DISPLAY"] = display
         try:
             mouse_cls, keyboard_cls = _make_listener_classes(emit)
         except ImportError as exc:
