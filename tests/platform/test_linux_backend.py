@@ -17,11 +17,11 @@ from deskcorder.platform import select_backend
 from deskcorder.platform.linux.input import (
     X11Input,
     button_name,
-    key_identity,
     require_x11,
     wayland_session,
 )
 from deskcorder.platform.linux.window import X11WindowProbe, decode_text, proc_info
+from deskcorder.platform.pynput_input import key_identity
 from tests.xserver import XServer, wait_for, xserver
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from deskcorder.errors import EnvironmentUnsupported
 from deskcorder.events import RAW_BUTTON, RAW_KEY, RAW_MOVE, RAW_SCROLL
 from deskcorder.platform.base import Emit
+from deskcorder.platform.pynput_input import KeyIdentity, key_identity
 
 log = logging.getLogger(__name__)
 
@@ -32,23 +33,9 @@ SCROLL_BUTTONS = {4: (0, 1), 5: (0, -1), 6: (-1, 0), 7: (1, 0)}
 
 START_TIMEOUT_S = 5.0
 
-KeyIdentity = tuple[str | None, str | None, int | None]  # (char, name, vk/keysym)
-
 
 def button_name(detail: int) -> str:
     return BUTTON_NAMES.get(detail) or f"button{detail}"
-
-
-def key_identity(key: Any) -> KeyIdentity:
-    """(char, name, vk) of a pynput ``Key`` or ``KeyCode`` (or None)."""
-    if key is None:
-        return (None, None, None)
-    value = getattr(key, "value", None)
-    if value is not None and hasattr(key, "name"):  # a pynput Key enum member
-        return (None, str(key.name), getattr(value, "vk", None))
-    char = getattr(key, "char", None)
-    vk = getattr(key, "vk", None)
-    return (char, None, vk)
 
 
 def wayland_session(env: dict[str, str] | None = None) -> bool:
@@ -126,12 +113,21 @@ def _make_listener_classes(emit: Emit) -> tuple[type[Any], type[Any]]:
                 if scroll is not None:
                     emit((RAW_SCROLL, t, event.root_x, event.root_y, scroll[0], scroll[1]))
                 else:
-                    emit((RAW_BUTTON, t, event.root_x, event.root_y,
-                          button_name(event.detail), True))  # fmt: skip
+                    emit(
+                        (RAW_BUTTON, t, event.root_x, event.root_y, button_name(event.detail), True)
+                    )
             elif etype == button_release:
                 if event.detail not in scroll_buttons:
-                    emit((RAW_BUTTON, t, event.root_x, event.root_y,
-                          button_name(event.detail), False))  # fmt: skip
+                    emit(
+                        (
+                            RAW_BUTTON,
+                            t,
+                            event.root_x,
+                            event.root_y,
+                            button_name(event.detail),
+                            False,
+                        )
+                    )
             else:
                 emit((RAW_MOVE, t, event.root_x, event.root_y))
 
@@ -210,9 +206,11 @@ class X11Input:
             return
         deadline = time.monotonic() + timeout
         stopper = threading.Thread(
-            target=_stop_listeners, args=(listeners, self._display),
-            name="deskcorder-x11-input-stop", daemon=True,
-        )  # fmt: skip
+            target=_stop_listeners,
+            args=(listeners, self._display),
+            name="deskcorder-x11-input-stop",
+            daemon=True,
+        )
         stopper.start()
         stopper.join(max(0.0, deadline - time.monotonic()))
         for listener in listeners:

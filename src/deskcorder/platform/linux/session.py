@@ -75,9 +75,20 @@ class LogindSessionProbe:
         if tool is None:
             return 127, ""
         return self._run(
-            [tool, "call", "--system", "--dest", LOGIN1, "--object-path", path,
-             "--method", method, *args], 3.0,
-        )  # fmt: skip
+            [
+                tool,
+                "call",
+                "--system",
+                "--dest",
+                LOGIN1,
+                "--object-path",
+                path,
+                "--method",
+                method,
+                *args,
+            ],
+            3.0,
+        )
 
     def session_path(self) -> str | None:
         """Object path of our logind session, or None when it cannot be found."""
@@ -93,9 +104,11 @@ class LogindSessionProbe:
                 candidates.append(path)
         candidates.append("/org/freedesktop/login1/session/auto")
         rc, out = self._call(
-            "/org/freedesktop/login1/user/self", "org.freedesktop.DBus.Properties.Get",
-            f"{LOGIN1}.User", "Display",
-        )  # fmt: skip
+            "/org/freedesktop/login1/user/self",
+            "org.freedesktop.DBus.Properties.Get",
+            f"{LOGIN1}.User",
+            "Display",
+        )
         path = parse_gdbus_object_path(out) if rc == 0 else None
         if path:
             candidates.append(path)
@@ -165,8 +178,10 @@ class LogindSessionProbe:
             try:
                 self._monitor = subprocess.Popen(
                     [tool, "monitor", "--system", "--dest", LOGIN1, "--object-path", path],
-                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                )  # fmt: skip
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                )
             except OSError:
                 log.warning("cannot run gdbus monitor; lock changes will not be seen")
                 return

@@ -156,9 +156,17 @@ class _X:
         if geo is not None:
             x, y, w, h = geo
         return WindowInfo(
-            id=wid, title=self.title(win), app=self.app(win), pid=pid, process=process,
-            exe=exe, x=x, y=y, width=w, height=h,
-        )  # fmt: skip
+            id=wid,
+            title=self.title(win),
+            app=self.app(win),
+            pid=pid,
+            process=process,
+            exe=exe,
+            x=x,
+            y=y,
+            width=w,
+            height=h,
+        )
 
     def visible(self) -> list[WindowInfo]:
         """Mapped top-level windows, bottom to top (so topmost last)."""
@@ -295,10 +303,17 @@ class X11WindowProbe:
             title = x.title(watched)
             if title is not None and title != current.title:
                 current = WindowInfo(
-                    id=current.id, title=title, app=current.app, pid=current.pid,
-                    process=current.process, exe=current.exe, x=current.x, y=current.y,
-                    width=current.width, height=current.height,
-                )  # fmt: skip
+                    id=current.id,
+                    title=title,
+                    app=current.app,
+                    pid=current.pid,
+                    process=current.process,
+                    exe=current.exe,
+                    x=current.x,
+                    y=current.y,
+                    width=current.width,
+                    height=current.height,
+                )
                 emit((RAW_TITLE, time.monotonic_ns(), current.id, title))
 
         refresh_focus()
