@@ -104,6 +104,9 @@ class LoadedPolicy:
     def source_of(self, path: Iterable[str]) -> str:
         """Which layer set the value at ``path`` (longest matching prefix)."""
         key = tuple(path)
+        deeper = [src for k, src in self.sources.items() if k[: len(key)] == key]
+        if deeper and key not in self.sources:
+            return deeper[-1]  # a table set by a file (e.g. an unknown section)
         while key:
             if key in self.sources:
                 return self.sources[key]

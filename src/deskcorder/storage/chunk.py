@@ -329,6 +329,31 @@ def _frame_finished(data: bytes) -> bool:
         return False
 
 
+def _salvage_lines(data: bytes) -> tuple[list[bytes], str | None]:
+    """Every complete line decodable from ``data``, which may end mid-block (recovery).
+
+    Uses a decompression object fed piecewise: unlike ``stream_reader`` it hands
+    out everything decoded before the input runs out or turns bad. Only for
+    local files the agent wrote itself (no bound on the output).
+    """
+    dobj = zstd.ZstdDecompressor().decompressobj()
+    pieces: list[bytes] = []
+    error: str | None = None
+    for start in range(0, len(data), 65536):
+        try:
+            pieces.append(dobj.decompress(data[start : start + 65536]))
+        except zstd.ZstdError as exc:
+            error = f"zstd data is damaged: {exc}"
+            break
+        if dobj.eof:
+            break
+    text = b"".join(pieces)
+    cut = text.rfind(b"\n")
+    if cut + 1 < len(text) and error is None:
+        error = "zstd data ends inside a line (torn or truncated)"
+    return (text[:cut].split(b"\n") if cut >= 0 else []), error
+
+
 def decode_chunk(data: bytes, *, tolerant: bool = False) -> DecodedChunk:
     """Decode a whole chunk held in memory.
 
@@ -340,13 +365,10 @@ def decode_chunk(data: bytes, *, tolerant: bool = False) -> DecodedChunk:
     error: str | None = None
     complete = _frame_finished(data)
     lines: list[bytes] = []
-    try:
-        for line in iter_lines(io.BytesIO(data)):
-            lines.append(line)
-    except FormatError as exc:
-        error = str(exc)
-        if not tolerant:
-            raise
+    if tolerant:
+        lines, error = _salvage_lines(data)
+    else:
+        lines = list(iter_lines(io.BytesIO(data)))
     if not complete and error is None:
         error = "zstd frame not finished (torn tail)"
         if not tolerant:
