@@ -12,7 +12,7 @@ from typing import Any
 from deskcorder import read_session
 from tests.xserver import XServer, wait_for
 
-DESKCORDER = str(Path(sys.executable).with_name("deskcorder"))
+DESKCORDER = [sys.executable, "-m", "deskcorder"]
 
 EXACT_POLICY = """\
 [capture]
@@ -37,11 +37,10 @@ class AgentProcess:
         self.env.pop("XDG_SESSION_TYPE", None)
         self.log = tmp / "agent.log"
         self._log_fh = open(self.log, "wb")  # noqa: SIM115 - closed in close()
+        args = ["run", "--backend", "x11", "--spool", str(self.spool), "--policy", str(policy_file)]
         self.proc = subprocess.Popen(
-            [DESKCORDER, "run", "--backend", "x11", "--spool", str(self.spool),
-             "--policy", str(policy_file)],
-            env=self.env, stdout=self._log_fh, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [*DESKCORDER, *args], env=self.env, stdout=self._log_fh, stderr=subprocess.STDOUT
+        )
 
     def __enter__(self) -> AgentProcess:
         return self
@@ -63,7 +62,7 @@ class AgentProcess:
         if self.proc.poll() is not None:
             raise AssertionError(f"agent exited with {self.proc.returncode}:\n{self.output()}")
         out = subprocess.run(
-            [DESKCORDER, "status"], env=self.env, capture_output=True, timeout=10, check=False
+            [*DESKCORDER, "status"], env=self.env, capture_output=True, timeout=10, check=False
         )
         return out.returncode == 0
 

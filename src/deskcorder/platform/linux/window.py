@@ -24,6 +24,8 @@ from deskcorder.platform.base import Emit
 
 log = logging.getLogger(__name__)
 
+NONE_SETTLE_S = 0.15  # how long "no active window" must last before it is reported
+
 
 def decode_text(value: Any) -> str | None:
     """Decode an X text property. STRING is often UTF-8 in practice: try that first."""
@@ -277,15 +279,25 @@ class X11WindowProbe:
         current: WindowInfo | None = None
         unknown_sent = False
 
-        def refresh_focus() -> None:
-            nonlocal watched, current, unknown_sent
+        none_due: float | None = None  # when a pending "no active window" becomes real
+
+        def refresh_focus(settle: bool = True) -> None:
+            nonlocal watched, current, unknown_sent, none_due
             wid = x.active_id() if x.supports_active_window() else None
             if wid is None:
+                if current is not None and settle:
+                    # window managers clear _NET_ACTIVE_WINDOW for a moment while
+                    # switching; only a lasting "none" is reported
+                    if none_due is None:
+                        none_due = time.monotonic() + NONE_SETTLE_S
+                    return
+                none_due = None
                 if current is not None or not unknown_sent:
                     emit((RAW_FOCUS, time.monotonic_ns(), None))
                     unknown_sent = True
                 current = None
                 return
+            none_due = None
             if current is not None and current.id == wid:
                 return
             if watched is not None and watched.id != wid:
@@ -323,9 +335,13 @@ class X11WindowProbe:
         root_atoms = (x.NET_ACTIVE_WINDOW, x.NET_SUPPORTED)
         while True:
             if x.d.pending_events() == 0:
-                readable, _, _ = select.select([fd, self._stop_r], [], [])
+                wait = None if none_due is None else max(0.0, none_due - time.monotonic())
+                readable, _, _ = select.select([fd, self._stop_r], [], [], wait)
                 if self._stop_r in readable:
                     return
+                if not readable:  # the settle time of a "no active window" passed
+                    refresh_focus(settle=False)
+                    continue
             focus_changed = title_changed = False
             while x.d.pending_events():
                 ev = x.d.next_event()
