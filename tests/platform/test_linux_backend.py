@@ -92,7 +92,8 @@ def test_proc_info_reads_name_and_exe_from_proc() -> None:
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
         # the kernel renames the child at exec, just after vfork lets the parent go on
-        wait_for(lambda: proc_info(sleeper.pid)[0] != "pytest", 5, "sleep to exec")
+        me = proc_info(os.getpid())[0]
+        wait_for(lambda: proc_info(sleeper.pid)[0] != me, 5, "sleep to exec")
         name, exe = proc_info(sleeper.pid)
     finally:
         sleeper.kill()
