@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+from array import array
 from typing import Any
 
 from deskcorder.errors import EnvironmentUnsupported
@@ -32,6 +33,9 @@ BUTTON_NAMES = {1: "left", 2: "middle", 3: "right", 8: "x1", 9: "x2"}
 SCROLL_BUTTONS = {4: (0, 1), 5: (0, -1), 6: (-1, 0), 7: (1, 0)}
 
 START_TIMEOUT_S = 5.0
+# Benchmarks: when set, hook durations (int64 ns, native order) are written to this file
+# at stop. Read once in start(); the hooks themselves never look at it.
+TIMING_ENV = "DESKCORDER_HOOK_TIMING"
 
 
 def button_name(detail: int) -> str:
@@ -55,6 +59,19 @@ def require_x11(env: dict[str, str] | None = None) -> str:
     if not display:
         raise EnvironmentUnsupported("no X display: DISPLAY is not set")
     return display
+
+
+def _timed(cls: type[Any], sink: array[int]) -> type[Any]:
+    """A subclass whose hook also appends its own duration (ns) to ``sink`` (benchmarks)."""
+    inner = cls._handle_message
+    clock = time.perf_counter_ns
+
+    def _handle_message(self: Any, display: Any, event: Any, injected: bool) -> None:
+        t0 = clock()
+        inner(self, display, event, injected)
+        sink.append(clock() - t0)
+
+    return type(cls.__name__, (cls,), {"_handle_message": _handle_message})
 
 
 def check_record(display: str) -> None:
@@ -162,6 +179,7 @@ class X11Input:
     def __init__(self, display: str | None = None) -> None:
         self._display = display
         self._listeners: list[Any] = []
+        self._timing: tuple[str, array[int]] | None = None
 
     def start(self, emit: Emit, *, mouse: bool, keyboard: bool) -> None:
         display = self._display or require_x11()
@@ -170,6 +188,11 @@ class X11Input:
         os.environ["DISPLAY"] = display
         try:
             mouse_cls, keyboard_cls = _make_listener_classes(emit)
+            timing_file = os.environ.get(TIMING_ENV)
+            if timing_file:  # benchmark only: decided once here, never in the hook
+                self._timing = (timing_file, array("q"))
+                mouse_cls = _timed(mouse_cls, self._timing[1])
+                keyboard_cls = _timed(keyboard_cls, self._timing[1])
         except ImportError as exc:
             raise EnvironmentUnsupported(f"cannot use X input capture: {exc}") from exc
         try:
@@ -219,6 +242,11 @@ class X11Input:
         alive = [listener.name for listener in listeners if listener.is_alive()]
         if alive:
             log.warning("X11 input listeners still running after %.1fs: %s", timeout, alive)
+        if self._timing is not None:
+            path, durations = self._timing
+            self._timing = None
+            with open(path, "wb") as fh:
+                durations.tofile(fh)
 
 
 def _stop_listeners(listeners: list[Any], display_name: str | None) -> None:

@@ -1,0 +1,207 @@
+"""Capture overhead of the X11 backend (issue 3). Prints figures; not a timed test.
+
+Under Xvfb + openbox, XTEST (python-xlib ``xtest.fake_input``) generates mouse
+moves at a fixed rate. Two processes receive them at the same time:
+
+* the **agent**: ``deskcorder run --backend x11`` (default policy: 60 Hz move
+  sampling, redacted keys), hook durations recorded via ``DESKCORDER_HOOK_TIMING``;
+* the **floor**: a bare pynput mouse listener whose callback only appends to a list.
+
+For each, CPU% (utime+stime from /proc over the generation window) and peak RSS
+(VmHWM). Then the agent's idle CPU with no input at all.
+
+    .venv/bin/python bench/bench_capture.py                      # 30 s per rate, 60 s idle
+    .venv/bin/python bench/bench_capture.py --seconds 5 --idle-seconds 10   # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.xserver import XServer, wait_for, xserver  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+FLOOR = """
+import sys, threading
+from pynput import mouse
+seen = []
+listener = mouse.Listener(on_move=lambda x, y: seen.append((x, y)))
+listener.start(); listener.wait()
+print("ready", flush=True)
+sys.stdin.readline()
+print(len(seen), flush=True)
+"""
+
+
+def generate(display: str, rate: int, seconds: float) -> int:
+    """XTEST motion events at ``rate``/s for ``seconds``; returns how many were sent."""
+    from Xlib import X
+    from Xlib import display as xdisplay
+    from Xlib.ext import xtest
+
+    d = xdisplay.Display(display)
+    n = int(rate * seconds)
+    start = time.perf_counter()
+    for i in range(n):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        xtest.fake_input(d, X.MotionNotify, x=200 + (i % 800), y=200 + (i * 7 % 600))
+        if i % 10 == 0:
+            d.flush()
+    d.sync()
+    d.close()
+    return n
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_agent(
+    x: XServer, tmp: Path, timing: Path
+) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    runtime = tmp / "run"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    env = {**x.env, "DESKCORDER_RUNTIME_DIR": str(runtime), "DESKCORDER_HOOK_TIMING": str(timing)}
+    args = ["run", "--backend", "x11", "--spool", str(tmp / "spool")]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deskcorder", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise SystemExit(f"agent exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        status = [sys.executable, "-m", "deskcorder", "status"]
+        return subprocess.run(status, env=env, capture_output=True, check=False).returncode == 0
+
+    wait_for(ready, 30, "agent ready")
+    return proc, env
+
+
+def stop_agent(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(10)
+
+
+def percentiles(path: Path) -> tuple[int, float, float, float]:
+    data = array("q")
+    with open(path, "rb") as fh:
+        data.frombytes(fh.read())
+    if not data:
+        return 0, float("nan"), float("nan"), float("nan")
+    values = sorted(data)
+    p = lambda q: values[min(len(values) - 1, int(q * len(values)))] / 1000  # noqa: E731
+    return len(values), p(0.5), p(0.99), values[-1] / 1000
+
+
+def run_rate(x: XServer, rate: int, seconds: float) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        timing = tmp / "hook_ns.bin"
+        agent, _ = start_agent(x, tmp, timing)
+        floor = subprocess.Popen(
+            [sys.executable, "-c", FLOOR], env=x.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        try:
+            assert floor.stdout is not None and floor.stdin is not None
+            floor.stdout.readline()
+            a0, f0, t0 = cpu_ticks(agent.pid), cpu_ticks(floor.pid), time.monotonic()
+            sent = generate(x.display, rate, seconds)
+            a1, f1, t1 = cpu_ticks(agent.pid), cpu_ticks(floor.pid), time.monotonic()
+            agent_rss, floor_rss = peak_rss_mb(agent.pid), peak_rss_mb(floor.pid)
+            floor.stdin.write(b"\n")
+            floor.stdin.flush()
+            floor_seen = int(floor.stdout.readline())
+        finally:
+            floor.kill()
+            floor.wait(5)
+            stop_agent(agent)
+        wall = t1 - t0
+        n, p50, p99, worst = percentiles(timing)
+        return {
+            "rate": rate,
+            "sent": sent,
+            "wall_s": wall,
+            "agent_cpu": 100 * (a1 - a0) / TICK / wall,
+            "floor_cpu": 100 * (f1 - f0) / TICK / wall,
+            "agent_rss": agent_rss,
+            "floor_rss": floor_rss,
+            "floor_seen": floor_seen,
+            "hook_n": n,
+            "hook_p50_us": p50,
+            "hook_p99_us": p99,
+            "hook_max_us": worst,
+        }
+
+
+def run_idle(x: XServer, seconds: float) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        agent, _ = start_agent(x, tmp, tmp / "hook_ns.bin")
+        try:
+            time.sleep(2)  # let start-up work settle before measuring
+            c0, t0 = cpu_ticks(agent.pid), time.monotonic()
+            time.sleep(seconds)
+            c1, t1 = cpu_ticks(agent.pid), time.monotonic()
+            rss = peak_rss_mb(agent.pid)
+        finally:
+            stop_agent(agent)
+        return {"idle_s": t1 - t0, "idle_cpu": 100 * (c1 - c0) / TICK / (t1 - t0), "rss": rss}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=30.0, help="generation time per rate")
+    parser.add_argument("--rates", default="200,1000", help="moves per second, comma-separated")
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+    with xserver() as x:
+        x.tk_window("bench-window", x=100, y=100, width=1200, height=900)
+        x.activate("bench-window")
+        print("| moves/s | agent CPU % | floor CPU % | ratio | agent peak RSS MB | floor RSS MB "
+              "| hook p50 us | hook p99 us | hook max us | hooks / sent |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for rate in (int(r) for r in args.rates.split(",")):
+            r = run_rate(x, rate, args.seconds)
+            ratio = r["agent_cpu"] / r["floor_cpu"] if r["floor_cpu"] else float("nan")
+            print(
+                f"| {rate} | {r['agent_cpu']:.1f} | {r['floor_cpu']:.1f} | {ratio:.2f} "
+                f"| {r['agent_rss']:.1f} | {r['floor_rss']:.1f} | {r['hook_p50_us']:.1f} "
+                f"| {r['hook_p99_us']:.1f} | {r['hook_max_us']:.0f} "
+                f"| {r['hook_n']}/{r['sent']} (floor saw {r['floor_seen']}) |",
+                flush=True,
+            )
+        if args.idle_seconds > 0:
+            idle = run_idle(x, args.idle_seconds)
+            print(f"\nidle: {idle['idle_cpu']:.3f} % CPU over {idle['idle_s']:.0f} s, "
+                  f"peak RSS {idle['rss']:.1f} MB")  # fmt: skip
+    print(f"load after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
