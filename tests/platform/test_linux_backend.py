@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +24,10 @@ from deskcorder.platform.linux.input import (
 from deskcorder.platform.linux.window import X11WindowProbe, decode_text, proc_info
 from deskcorder.platform.pynput_input import key_identity
 from tests.xserver import XServer, wait_for, xserver
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the X11 backend runs on Linux"
+)
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +119,7 @@ def test_select_backend_x11_does_no_os_work() -> None:
 # -- input ---------------------------------------------------------------------------
 
 
+@pytest.mark.x11
 def test_input_emits_raw_events_and_stops_fast_without_further_input(bare: XServer) -> None:
     got: list[tuple[Any, ...]] = []
     source = X11Input(bare.display)
@@ -146,6 +152,7 @@ def test_input_emits_raw_events_and_stops_fast_without_further_input(bare: XServ
     assert times == sorted(times)
 
 
+@pytest.mark.x11
 def test_input_only_mouse_when_keyboard_is_off(bare: XServer) -> None:
     got: list[tuple[Any, ...]] = []
     source = X11Input(bare.display)
@@ -169,6 +176,7 @@ def test_input_on_unreachable_display_is_a_reported_error() -> None:
 # -- window probe --------------------------------------------------------------------
 
 
+@pytest.mark.x11
 def test_no_window_manager_means_one_unknown_focus(bare: XServer) -> None:
     bare.tk_window("probe-bare", x=10, y=10, width=200, height=100)
     got: list[tuple[Any, ...]] = []
@@ -186,6 +194,7 @@ def test_no_window_manager_means_one_unknown_focus(bare: XServer) -> None:
     assert got[0][2] is None
 
 
+@pytest.mark.x11
 def test_focus_and_title_changes_are_emitted(wm: XServer) -> None:
     one = wm.tk_window("probe-one", x=0, y=0, width=300, height=200)
     two = wm.tk_window("probe-two", x=400, y=0, width=300, height=200)
@@ -230,6 +239,7 @@ def checks_by_name(display: str, **env: str) -> dict[str, Any]:
     return {c.name: c for c in doctor_checks(display, env={"DISPLAY": display, **env})}
 
 
+@pytest.mark.x11
 def test_doctor_with_window_manager(wm: XServer) -> None:
     checks = checks_by_name(wm.display)
     assert checks["display"].ok and checks["record-extension"].ok
@@ -238,6 +248,7 @@ def test_doctor_with_window_manager(wm: XServer) -> None:
     assert not checks["lock-detection"].required
 
 
+@pytest.mark.x11
 def test_doctor_without_window_manager_warns(bare: XServer) -> None:
     checks = checks_by_name(bare.display)
     assert checks["display"].ok
@@ -256,6 +267,7 @@ def test_doctor_refuses_wayland_and_unreachable_display() -> None:
     assert not by["display"].ok
 
 
+@pytest.mark.x11
 def test_layout_and_screens(wm: XServer) -> None:
     backend = select_backend("x11", display=wm.display)
     assert backend.screens() == [(0, 0, 1920, 1080)]

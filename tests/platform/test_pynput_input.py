@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +13,8 @@ import pytest
 from deskcorder.events import RAW_BUTTON, RAW_KEY, RAW_MOVE, RAW_SCROLL
 from deskcorder.platform.pynput_input import PynputInput, button_label
 from tests.xserver import XServer, wait_for, xserver
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="exercised under Xvfb")
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +36,7 @@ def test_button_label() -> None:
     assert button_label(Unknown()) == "button0"
 
 
+@pytest.mark.x11
 def test_public_listener_callbacks_emit_raw_events(
     bare: XServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -223,6 +223,19 @@ def doctor_checks(api: ApiFactory = macapi.load) -> list[Check]:
     return checks
 
 
+def secure_input(api: ApiFactory = macapi.load) -> Callable[[], bool | None]:
+    """``Backend.secure_input``: True while macOS Secure Event Input is on."""
+    holder: list[Any] = []
+
+    def check() -> bool | None:
+        if not holder:
+            holder.append(api())
+        result: bool | None = holder[0].secure_input_enabled()
+        return result
+
+    return check
+
+
 def create_backend(**options: Any) -> Backend:
     return Backend(
         name="macos",
@@ -230,4 +243,5 @@ def create_backend(**options: Any) -> Backend:
         windows=MacWindowProbe(),
         session=MacSessionProbe(),
         doctor=doctor_checks,
+        secure_input=secure_input(),
     )

@@ -106,6 +106,17 @@ class MacAPI:
         fn.argtypes = [ctypes.c_int]
         return bool(fn(IOHID_REQUEST_LISTEN_EVENT) == IOHID_ACCESS_GRANTED)
 
+    def secure_input_enabled(self) -> bool | None:
+        """Whether some app (a password field, a terminal) turned on Secure Event Input."""
+        path = ctypes.util.find_library("Carbon")
+        if not path:
+            return None
+        fn = getattr(ctypes.cdll.LoadLibrary(path), "IsSecureEventInputEnabled", None)
+        if fn is None:
+            return None
+        fn.restype = ctypes.c_bool
+        return bool(fn())
+
 
 def load() -> Any:
     return MacAPI()
