@@ -44,13 +44,16 @@ print(len(seen), flush=True)
 """
 
 
-def generate(display: str, rate: int, seconds: float) -> int:
-    """XTEST motion events at ``rate``/s for ``seconds``; returns how many were sent."""
-    from Xlib import X
+def generate(display: str, rate: int, seconds: float, keys_per_s: float = 0) -> int:
+    """XTEST motion events at ``rate``/s for ``seconds``, plus a press and release
+    of ``a`` ``keys_per_s`` times a second; returns how many moves were sent."""
+    from Xlib import XK, X
     from Xlib import display as xdisplay
     from Xlib.ext import xtest
 
     d = xdisplay.Display(display)
+    key_a = d.keysym_to_keycode(XK.string_to_keysym("a"))
+    key_every = max(1, round(rate / keys_per_s)) if keys_per_s else 0
     n = int(rate * seconds)
     start = time.perf_counter()
     for i in range(n):
@@ -59,6 +62,9 @@ def generate(display: str, rate: int, seconds: float) -> int:
         if delay > 0:
             time.sleep(delay)
         xtest.fake_input(d, X.MotionNotify, x=200 + (i % 800), y=200 + (i * 7 % 600))
+        if key_every and i % key_every == 0:
+            xtest.fake_input(d, X.KeyPress, key_a)
+            xtest.fake_input(d, X.KeyRelease, key_a)
         if i % 10 == 0:
             d.flush()
     d.sync()
@@ -118,7 +124,7 @@ def percentiles(path: Path) -> tuple[int, float, float, float]:
     return len(values), p(0.5), p(0.99), values[-1] / 1000
 
 
-def run_rate(x: XServer, rate: int, seconds: float) -> dict[str, float]:
+def run_rate(x: XServer, rate: int, seconds: float, keys_per_s: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         timing = tmp / "hook_ns.bin"
@@ -130,7 +136,7 @@ def run_rate(x: XServer, rate: int, seconds: float) -> dict[str, float]:
             assert floor.stdout is not None and floor.stdin is not None
             floor.stdout.readline()
             a0, f0, t0 = cpu_ticks(agent.pid), cpu_ticks(floor.pid), time.monotonic()
-            sent = generate(x.display, rate, seconds)
+            sent = generate(x.display, rate, seconds, keys_per_s)
             a1, f1, t1 = cpu_ticks(agent.pid), cpu_ticks(floor.pid), time.monotonic()
             agent_rss, floor_rss = peak_rss_mb(agent.pid), peak_rss_mb(floor.pid)
             floor.stdin.write(b"\n")
@@ -142,6 +148,7 @@ def run_rate(x: XServer, rate: int, seconds: float) -> dict[str, float]:
             stop_agent(agent)
         wall = t1 - t0
         n, p50, p99, worst = percentiles(timing)
+        kn, k50, k99, kmax = percentiles(Path(f"{timing}.keys"))
         return {
             "rate": rate,
             "sent": sent,
@@ -155,6 +162,10 @@ def run_rate(x: XServer, rate: int, seconds: float) -> dict[str, float]:
             "hook_p50_us": p50,
             "hook_p99_us": p99,
             "hook_max_us": worst,
+            "key_n": kn,
+            "key_p50_us": k50,
+            "key_p99_us": k99,
+            "key_max_us": kmax,
         }
 
 
@@ -177,6 +188,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="generation time per rate")
     parser.add_argument("--rates", default="200,1000", help="moves per second, comma-separated")
+    parser.add_argument("--keys-per-second", type=float, default=10.0, help="key taps per second")
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
@@ -186,8 +198,9 @@ def main() -> None:
         print("| moves/s | agent CPU % | floor CPU % | ratio | agent peak RSS MB | floor RSS MB "
               "| hook p50 us | hook p99 us | hook max us | hooks / sent |")  # fmt: skip
         print("|---|---|---|---|---|---|---|---|---|---|")
+        keys: list[str] = []
         for rate in (int(r) for r in args.rates.split(",")):
-            r = run_rate(x, rate, args.seconds)
+            r = run_rate(x, rate, args.seconds, args.keys_per_second)
             ratio = r["agent_cpu"] / r["floor_cpu"] if r["floor_cpu"] else float("nan")
             print(
                 f"| {rate} | {r['agent_cpu']:.1f} | {r['floor_cpu']:.1f} | {ratio:.2f} "
@@ -196,6 +209,13 @@ def main() -> None:
                 f"| {r['hook_n']}/{r['sent']} (floor saw {r['floor_seen']}) |",
                 flush=True,
             )
+            keys.append(
+                f"| {rate} | {r['key_n']} | {r['key_p50_us']:.1f} | {r['key_p99_us']:.1f} "
+                f"| {r['key_max_us']:.0f} |"
+            )
+        print("\n| moves/s | key hooks | key hook p50 us | key hook p99 us | key hook max us |")
+        print("|---|---|---|---|---|")
+        print("\n".join(keys))
         if args.idle_seconds > 0:
             idle = run_idle(x, args.idle_seconds)
             print(f"\nidle: {idle['idle_cpu']:.3f} % CPU over {idle['idle_s']:.0f} s, "

@@ -33,8 +33,10 @@ BUTTON_NAMES = {1: "left", 2: "middle", 3: "right", 8: "x1", 9: "x2"}
 SCROLL_BUTTONS = {4: (0, 1), 5: (0, -1), 6: (-1, 0), 7: (1, 0)}
 
 START_TIMEOUT_S = 5.0
-# Benchmarks: when set, hook durations (int64 ns, native order) are written to this file
-# at stop. Read once in start(); the hooks themselves never look at it.
+KEY_CACHE_MAX = 4096  # (keycode, modifier state) pairs whose key identity is memoised
+# Benchmarks: when set, hook durations (int64 ns, native order) are written at stop to
+# this file (mouse) and to the same name + ".keys" (keyboard). Read once in start();
+# the hooks themselves never look at it.
 TIMING_ENV = "DESKCORDER_HOOK_TIMING"
 
 
@@ -93,6 +95,7 @@ def check_record(display: str) -> None:
 
 def _make_listener_classes(emit: Emit) -> tuple[type[Any], type[Any]]:
     """Build the two listener classes bound to ``emit`` (imports pynput)."""
+    from pynput._util.xorg import numlock_mask, shift_to_index
     from pynput.keyboard._xorg import Listener as KeyboardListener
     from pynput.mouse._xorg import Listener as MouseListener
     from Xlib import X
@@ -152,23 +155,41 @@ def _make_listener_classes(emit: Emit) -> tuple[type[Any], type[Any]]:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.live = threading.Event()
-            self._down: dict[int, KeyIdentity] = {}
+            self._down: dict[int, KeyIdentity] = {}  # keycode -> identity at its press
+            self._cache: dict[tuple[int, int], KeyIdentity] = {}
+
+        def _initialize(self, display: Any) -> None:
+            super()._initialize(display)
+            # pynput looks up (and caches) modifier masks with an X round trip on the
+            # first key event; do it now, on the listener thread, before any hook runs
+            shift_to_index(display, 0)
+            numlock_mask(display)
+
+        def _identity(self, display: Any, event: Any) -> KeyIdentity:
+            """pynput's keycode+state -> key translation, memoised (it costs ~25 us)."""
+            cache_key = (event.detail, event.state)
+            ident = self._cache.get(cache_key)
+            if ident is None:
+                try:
+                    key = self._event_to_key(display, event)
+                except Exception:  # an unmappable keycode is still a key event
+                    key = None
+                ident = key_identity(key)
+                if len(self._cache) >= KEY_CACHE_MAX:
+                    self._cache.clear()
+                self._cache[cache_key] = ident
+            return ident
 
         def _handle_message(self, display: Any, event: Any, injected: bool) -> None:
             t = monotonic_ns()
-            try:
-                key = self._event_to_key(display, event)
-            except Exception:  # an unmappable keycode is still a key event
-                key = None
             keycode = event.detail
             if event.type == key_press:
-                ident = key_identity(key)
+                ident = self._identity(display, event)
                 self._down[keycode] = ident
-                emit((RAW_KEY, t, True, ident[0], ident[1], ident[2]))
             else:
                 down = self._down.pop(keycode, None)
-                ident = down if down is not None else key_identity(key)
-                emit((RAW_KEY, t, False, ident[0], ident[1], ident[2]))
+                ident = down if down is not None else self._identity(display, event)
+            emit((RAW_KEY, t, event.type == key_press, ident[0], ident[1], ident[2]))
 
     return MouseHook, KeyboardHook
 
@@ -179,7 +200,7 @@ class X11Input:
     def __init__(self, display: str | None = None) -> None:
         self._display = display
         self._listeners: list[Any] = []
-        self._timing: tuple[str, array[int]] | None = None
+        self._timing: tuple[str, array[int], array[int]] | None = None
 
     def start(self, emit: Emit, *, mouse: bool, keyboard: bool) -> None:
         display = self._display or require_x11()
@@ -190,9 +211,9 @@ class X11Input:
             mouse_cls, keyboard_cls = _make_listener_classes(emit)
             timing_file = os.environ.get(TIMING_ENV)
             if timing_file:  # benchmark only: decided once here, never in the hook
-                self._timing = (timing_file, array("q"))
+                self._timing = (timing_file, array("q"), array("q"))
                 mouse_cls = _timed(mouse_cls, self._timing[1])
-                keyboard_cls = _timed(keyboard_cls, self._timing[1])
+                keyboard_cls = _timed(keyboard_cls, self._timing[2])
         except ImportError as exc:
             raise EnvironmentUnsupported(f"cannot use X input capture: {exc}") from exc
         try:
@@ -243,10 +264,12 @@ class X11Input:
         if alive:
             log.warning("X11 input listeners still running after %.1fs: %s", timeout, alive)
         if self._timing is not None:
-            path, durations = self._timing
+            path, mouse_ns, key_ns = self._timing
             self._timing = None
             with open(path, "wb") as fh:
-                durations.tofile(fh)
+                mouse_ns.tofile(fh)
+            with open(path + ".keys", "wb") as fh:
+                key_ns.tofile(fh)
 
 
 def _stop_listeners(listeners: list[Any], display_name: str | None) -> None:
