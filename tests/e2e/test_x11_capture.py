@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from deskcorder import read_session
-from tests.e2e.agent import AgentProcess
+from tests.e2e.agent import DESKCORDER, AgentProcess
 from tests.xserver import XServer, xserver
 
 pytestmark = [pytest.mark.x11, pytest.mark.slow]
@@ -202,3 +202,56 @@ def test_sigterm_while_input_is_idle_exits_within_2s(desk: Desk, tmp_path: Path)
     assert not list(agent.spool.rglob("*.part"))
     records = list(read_session(next((agent.spool / "sessions").iterdir())).records())
     assert records[-1]["k"] == "end"
+
+
+def run_cli(x: XServer, tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    runtime = tmp_path / "rt"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    full_env = {**x.env, "DESKCORDER_RUNTIME_DIR": str(runtime), **env}
+    return subprocess.run(
+        [*DESKCORDER, *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_doctor_passes_under_x11_with_a_window_manager(desk: Desk, tmp_path: Path) -> None:
+    done = run_cli(desk.x, tmp_path, "doctor", "--backend", "x11", "--spool", str(tmp_path / "s"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("display", "record-extension", "xres-extension", "window-manager", "pynput"):
+        assert f"[ok  ] {name}:" in done.stdout
+    assert "lock-detection:" in done.stdout
+
+
+def test_wayland_session_is_refused_by_doctor_and_run(desk: Desk, tmp_path: Path) -> None:
+    wayland = {"XDG_SESSION_TYPE": "wayland", "WAYLAND_DISPLAY": "wayland-0"}
+    spool = str(tmp_path / "s")
+    doctor = run_cli(desk.x, tmp_path, "doctor", "--backend", "x11", "--spool", spool, **wayland)
+    assert doctor.returncode == 3
+    assert "[FAIL] wayland: Wayland session: global input capture is impossible" in doctor.stdout
+    run = run_cli(desk.x, tmp_path, "run", "--backend", "x11", "--spool", spool, **wayland)
+    assert run.returncode == 3
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Wayland session" in lines[0] and "XWayland" in lines[0]
+
+
+def test_without_window_manager_events_have_an_unknown_window(tmp_path: Path) -> None:
+    with xserver(wm=False) as x:
+        x.tk_window("nowm", x=0, y=0, width=300, height=200)
+        with AgentProcess(x, tmp_path) as agent:
+            agent.wait_ready()
+            x.xdotool("mousemove", "50", "60", "click", "1")
+            agent.wait_record({"k": "bu", "x": 50})
+            assert agent.terminate() < 2.0
+        session = read_session(next((agent.spool / "sessions").iterdir()))
+        events = [e for e in session.events() if e.kind in KINDS]
+    assert [compact(e) for e in events] == [
+        ("focus", None),
+        ("mv", 50, 60),
+        ("bd", "left", 50, 60),
+        ("bu", "left", 50, 60),
+    ]
+    assert all(e.window is None for e in events)
