@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
@@ -13,7 +14,15 @@ from typing import Any
 import pytest
 
 from deskcorder.errors import EnvironmentUnsupported
-from deskcorder.events import RAW_BUTTON, RAW_FOCUS, RAW_KEY, RAW_MOVE, RAW_SCROLL, RAW_TITLE
+from deskcorder.events import (
+    RAW_BUTTON,
+    RAW_FOCUS,
+    RAW_KEY,
+    RAW_MARK,
+    RAW_MOVE,
+    RAW_SCROLL,
+    RAW_TITLE,
+)
 from deskcorder.platform import select_backend
 from deskcorder.platform.linux.input import (
     X11Input,
@@ -273,3 +282,22 @@ def test_layout_and_screens(wm: XServer) -> None:
     assert backend.screens() == [(0, 0, 1920, 1080)]
     layout = backend.keyboard_layout()
     assert layout is None or layout.startswith("us")
+
+
+@pytest.mark.x11
+# python-xlib leaks the socket of a failed connection attempt (in stop) to the GC
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_losing_the_x_server_is_one_gap_record_not_a_crash() -> None:
+    got: list[tuple[Any, ...]] = []
+    with xserver(wm=False) as x:
+        source = X11Input(x.display)
+        source.start(got.append, mouse=True, keyboard=True)
+        x.xdotool("mousemove", "1", "2")
+        wait_for(lambda: got, 5, "a move")
+        x.procs[0].kill()  # the X server dies under the running hooks
+        wait_for(lambda: any(e[0] == RAW_MARK for e in got), 5, "the gap record")
+        source.stop(1.0)
+        del source
+        gc.collect()  # python-xlib's failed reconnect attempt leaves a socket to the GC
+    marks = [e for e in got if e[0] == RAW_MARK]
+    assert [m[2:] for m in marks] == [("gap", {"cause": "input_hook_lost"})]

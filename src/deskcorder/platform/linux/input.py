@@ -21,7 +21,7 @@ from array import array
 from typing import Any
 
 from deskcorder.errors import EnvironmentUnsupported
-from deskcorder.events import RAW_BUTTON, RAW_KEY, RAW_MOVE, RAW_SCROLL
+from deskcorder.events import RAW_BUTTON, RAW_KEY, RAW_MARK, RAW_MOVE, RAW_SCROLL
 from deskcorder.platform.base import Emit
 from deskcorder.platform.pynput_input import KeyIdentity, key_identity
 
@@ -105,6 +105,7 @@ def _make_listener_classes(emit: Emit) -> tuple[type[Any], type[Any]]:
     key_press = X.KeyPress
     scroll_buttons = SCROLL_BUTTONS
     monotonic_ns = time.monotonic_ns
+    lost: list[bool] = []  # one gap record when the hooks die on their own
 
     class LiveMixin:
         """Sets ``live`` when the X server's first RECORD reply (StartOfData) arrives.
@@ -114,6 +115,21 @@ def _make_listener_classes(emit: Emit) -> tuple[type[Any], type[Any]]:
         """
 
         live: threading.Event
+        stopping = False  # set by X11Input.stop before it ends the RECORD stream
+
+        def _run(self) -> None:
+            try:
+                super()._run()  # type: ignore[misc]
+            except Exception:  # the X connection broke (server gone, logout)
+                log.debug("RECORD listener ended with an error", exc_info=True)
+                for name in ("_display_record", "_display_stop"):
+                    conn = getattr(self, name, None)
+                    sock = getattr(getattr(conn, "display", None), "socket", None)
+                    if sock is not None:
+                        sock.close()  # Xlib leaves a broken connection's socket open
+            if not self.stopping and not lost:
+                lost.append(True)
+                emit((RAW_MARK, monotonic_ns(), "gap", {"cause": "input_hook_lost"}))
 
         def _handler(self, events: Any) -> Any:
             if not self.live.is_set():
@@ -248,6 +264,8 @@ class X11Input:
         listeners, self._listeners = self._listeners, []
         if not listeners:
             return
+        for listener in listeners:
+            listener.stopping = True
         deadline = time.monotonic() + timeout
         stopper = threading.Thread(
             target=_stop_listeners,
