@@ -221,7 +221,14 @@ def run_cli(x: XServer, tmp_path: Path, *args: str, **env: str) -> subprocess.Co
 def test_doctor_passes_under_x11_with_a_window_manager(desk: Desk, tmp_path: Path) -> None:
     done = run_cli(desk.x, tmp_path, "doctor", "--backend", "x11", "--spool", str(tmp_path / "s"))
     assert done.returncode == 0, done.stdout + done.stderr
-    for name in ("display", "record-extension", "xres-extension", "window-manager", "pynput"):
+    for name in (
+        "display",
+        "record-extension",
+        "xres-extension",
+        "window-manager",
+        "pynput",
+        "keyboard-layout",
+    ):
         assert f"[ok  ] {name}:" in done.stdout
     assert "lock-detection:" in done.stdout
 

@@ -88,6 +88,18 @@ def doctor_checks(display: str | None = None, env: dict[str, str] | None = None)
         checks.append(Check("pynput", True, "pynput X11 backend loads"))
     except Exception as exc:
         checks.append(Check("pynput", False, f"pynput cannot load: {exc}"))
+    layout = keyboard_layout(name)
+    checks.append(
+        Check(
+            "keyboard-layout",
+            layout is not None,
+            f"XKB layout {layout} (written into session headers)"
+            if layout
+            else "XKB layout unknown (_XKB_RULES_NAMES missing); key characters are still "
+            "recorded as typed",
+            required=False,
+        )
+    )
     lock = LogindSessionProbe().available()
     checks.append(
         Check(
