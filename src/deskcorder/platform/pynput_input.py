@@ -56,22 +56,24 @@ class PynputInput:
         monotonic_ns = time.monotonic_ns
         down: dict[object, KeyIdentity] = {}
 
-        def on_move(x: float, y: float, injected: bool) -> None:
+        def on_move(x: float, y: float, injected: bool = False) -> None:
             emit((RAW_MOVE, monotonic_ns(), int(x), int(y)))
 
-        def on_click(x: float, y: float, button: Any, pressed: bool, injected: bool) -> None:
+        def on_click(
+            x: float, y: float, button: Any, pressed: bool, injected: bool = False
+        ) -> None:
             emit((RAW_BUTTON, monotonic_ns(), int(x), int(y), button_label(button), pressed))
 
-        def on_scroll(x: float, y: float, dx: float, dy: float, injected: bool) -> None:
+        def on_scroll(x: float, y: float, dx: float, dy: float, injected: bool = False) -> None:
             emit((RAW_SCROLL, monotonic_ns(), int(x), int(y), int(dx), int(dy)))
 
-        def on_press(key: Any, injected: bool) -> None:
+        def on_press(key: Any, injected: bool = False) -> None:
             t = monotonic_ns()
             ident = key_identity(key)
             down[ident[2] if ident[2] is not None else ident] = ident
             emit((RAW_KEY, t, True, ident[0], ident[1], ident[2]))
 
-        def on_release(key: Any, injected: bool) -> None:
+        def on_release(key: Any, injected: bool = False) -> None:
             t = monotonic_ns()
             ident = key_identity(key)
             pressed = down.pop(ident[2] if ident[2] is not None else ident, None)
