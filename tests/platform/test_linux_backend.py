@@ -301,3 +301,20 @@ def test_losing_the_x_server_is_one_gap_record_not_a_crash() -> None:
         gc.collect()  # python-xlib's failed reconnect attempt leaves a socket to the GC
     marks = [e for e in got if e[0] == RAW_MARK]
     assert [m[2:] for m in marks] == [("gap", {"cause": "input_hook_lost"})]
+
+
+@pytest.mark.x11
+def test_window_of_a_remote_client_has_no_local_pid(wm: XServer) -> None:
+    wm.tk_window("probe-remote", x=0, y=300, width=200, height=100)
+    wid = wm.activate("probe-remote")
+    probe = X11WindowProbe(wm.display)
+    try:
+        local = probe.active_window()
+        wm.run("xprop", "-id", wid, "-f", "WM_CLIENT_MACHINE", "8s", "-set",
+               "WM_CLIENT_MACHINE", "elsewhere.example")  # fmt: skip
+        remote = probe.active_window()
+    finally:
+        probe.stop(1.0)
+    assert local is not None and local.pid is not None and local.process
+    assert remote is not None and remote.title == "probe-remote"
+    assert remote.pid is None and remote.process is None and remote.exe is None

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import select
+import socket
 import threading
 import time
 from typing import Any
@@ -122,6 +123,10 @@ class _X:
         return decode_text(parts[-1]) if parts else None  # the class; parts[0] is the instance
 
     def pid(self, win: Any) -> int | None:
+        """The window's process on this machine (None for remote clients, e.g. ssh -X)."""
+        machine = decode_text(self.prop(win, self.Xatom.WM_CLIENT_MACHINE))
+        if machine and machine != socket.gethostname():
+            return None  # its _NET_WM_PID is a pid on another host
         value = self.prop(win, self.NET_WM_PID)
         if value is not None and len(value) > 0 and int(value[0]) > 0:
             return int(value[0])
