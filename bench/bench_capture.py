@@ -5,7 +5,8 @@ moves at a fixed rate. Two processes receive them at the same time:
 
 * the **agent**: ``deskcorder run --backend x11`` (default policy: 60 Hz move
   sampling, redacted keys), hook durations recorded via ``DESKCORDER_HOOK_TIMING``;
-* the **floor**: a bare pynput mouse listener whose callback only appends to a list.
+* the **floor**: bare pynput mouse and keyboard listeners whose callbacks only
+  append to a list.
 
 For each, CPU% (utime+stime from /proc over the generation window) and peak RSS
 (VmHWM). Then the agent's idle CPU with no input at all.
@@ -33,11 +34,12 @@ from tests.xserver import XServer, wait_for, xserver  # noqa: E402
 TICK = os.sysconf("SC_CLK_TCK")
 
 FLOOR = """
-import sys, threading
-from pynput import mouse
-seen = []
-listener = mouse.Listener(on_move=lambda x, y: seen.append((x, y)))
-listener.start(); listener.wait()
+import sys
+from pynput import keyboard, mouse
+seen, keys = [], []
+m = mouse.Listener(on_move=lambda x, y: seen.append((x, y)))
+k = keyboard.Listener(on_press=keys.append, on_release=keys.append)
+m.start(); k.start(); m.wait(); k.wait()
 print("ready", flush=True)
 sys.stdin.readline()
 print(len(seen), flush=True)
