@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 from deskcorder.events import RAW_SESSION
@@ -10,6 +14,7 @@ from deskcorder.platform.linux.session import (
     parse_gdbus_bool,
     parse_gdbus_object_path,
 )
+from tests.xserver import wait_for
 
 SESSION = "/org/freedesktop/login1/session/_32"
 
@@ -89,3 +94,63 @@ def test_start_emits_current_state_once() -> None:
     probe.stop(1.0)
     assert len(got) == 1
     assert got[0][0] == RAW_SESSION and got[0][2:] == (False, True)
+
+
+FAKE_GDBUS = """#!/bin/sh
+# A stand-in for gdbus: answers logind property reads from files, and its
+# "monitor" prints whatever the test appends to the events file.
+dir=$(dirname "$0")
+case "$1" in
+  call)
+    for last in "$@"; do :; done
+    case "$last" in
+      LockedHint) echo "(<$(cat "$dir/locked")>,)" ;;
+      Active) echo "(<true>,)" ;;
+      c7) echo "(objectpath '/org/freedesktop/login1/session/c7',)" ;;
+      *) exit 1 ;;
+    esac ;;
+  monitor) exec tail -n 0 -f "$dir/events" ;;
+  *) exit 2 ;;
+esac
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell script stands in for gdbus")
+def test_lock_changes_arrive_through_the_monitor_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gdbus = tmp_path / "gdbus"
+    gdbus.write_text(FAKE_GDBUS)
+    gdbus.chmod(0o755)
+    (tmp_path / "locked").write_text("false")
+    events = tmp_path / "events"
+    events.write_text("")
+    monkeypatch.setenv("XDG_SESSION_ID", "c7")
+    got: list[tuple[object, ...]] = []
+    probe = LogindSessionProbe(gdbus=str(gdbus))
+    probe.start(got.append)
+    try:
+        assert probe.session_path() == "/org/freedesktop/login1/session/c7"
+        wait_for(lambda: probe._monitor is not None, 5, "the monitor process")
+        for value in ("true", "false"):
+            (tmp_path / "locked").write_text(value)
+            count = len(got)
+
+            def notified(value: str = value, count: int = count) -> bool:
+                # re-sent until seen: the monitor may still be starting (tail -n 0)
+                with events.open("a") as fh:
+                    fh.write(
+                        "/org/freedesktop/login1/session/c7: org.freedesktop.DBus.Properties."
+                        "PropertiesChanged ('org.freedesktop.login1.Session', "
+                        f"{{'LockedHint': <{value}>}}, @as [])\n"
+                    )
+                return len(got) > count
+
+            wait_for(notified, 5, f"locked={value}")
+    finally:
+        start = time.monotonic()
+        probe.stop(2.0)
+        assert time.monotonic() - start < 2.0
+    assert [e[0] for e in got] == [RAW_SESSION] * 3
+    assert [e[2:] for e in got] == [(False, True), (True, True), (False, True)]
+    assert probe._monitor is not None and probe._monitor.poll() is not None
