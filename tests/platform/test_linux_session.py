@@ -133,7 +133,8 @@ def test_lock_changes_arrive_through_the_monitor_process(
         assert probe.session_path() == "/org/freedesktop/login1/session/c7"
         wait_for(lambda: probe._monitor is not None, 5, "the monitor process")
         for value in ("true", "false"):
-            (tmp_path / "locked").write_text(value)
+            (tmp_path / "locked.new").write_text(value)
+            (tmp_path / "locked.new").replace(tmp_path / "locked")  # atomic for readers
             count = len(got)
 
             def notified(value: str = value, count: int = count) -> bool:

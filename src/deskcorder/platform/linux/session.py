@@ -167,6 +167,11 @@ class LogindSessionProbe:
 
     def _emit_if_changed(self, emit: Emit) -> None:
         state = self.state()
+        if self._last is not None:  # a failed read keeps the last known value
+            state = (
+                self._last[0] if state[0] is None else state[0],
+                self._last[1] if state[1] is None else state[1],
+            )
         if state != self._last:
             self._last = state
             emit((RAW_SESSION, time.monotonic_ns(), state[0], state[1]))
