@@ -236,7 +236,15 @@ def test_focus_and_title_changes_are_emitted(wm: XServer) -> None:
     assert active.pid == two.pid
     # stacking order: bottom to top, the active window last
     assert [w.title for w in visible][-2:] == ["probe-one", "probe-two ✓ renamed"]
-    assert visible[-1].x is not None and visible[-1].x >= 400
+    assert visible[-1].x is not None and visible[-1].x >= 399
+    # masks cover the decorations: the visible rectangle encloses the client area
+    client, outer = active, visible[-1]
+    assert client.x is not None and client.y is not None and outer.y is not None
+    assert outer.x <= client.x and outer.y < client.y  # openbox's title bar is on top
+    assert outer.width is not None and client.width is not None
+    assert outer.height is not None and client.height is not None
+    assert outer.x + outer.width >= client.x + client.width
+    assert outer.y + outer.height >= client.y + client.height
 
 
 # -- doctor, layout, screens -----------------------------------------------------------

@@ -12,6 +12,7 @@ Xlib is imported lazily; this module imports on every OS.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import select
@@ -73,6 +74,7 @@ class _X:
         self.NET_SUPPORTED = atom("_NET_SUPPORTED")
         self.NET_CLIENT_LIST_STACKING = atom("_NET_CLIENT_LIST_STACKING")
         self.NET_CLIENT_LIST = atom("_NET_CLIENT_LIST")
+        self.NET_FRAME_EXTENTS = atom("_NET_FRAME_EXTENTS")
         self.UTF8_STRING = atom("UTF8_STRING")
         self.WM_NAME = Xatom.WM_NAME
         self.WM_CLASS = Xatom.WM_CLASS
@@ -176,7 +178,11 @@ class _X:
         )
 
     def visible(self) -> list[WindowInfo]:
-        """Mapped top-level windows, bottom to top (so topmost last)."""
+        """Mapped top-level windows, bottom to top (so topmost last).
+
+        Their rectangles include the window manager's decorations
+        (``_NET_FRAME_EXTENTS``), so a mask over one also hides its title bar.
+        """
         ids: list[int] = []
         stacking = self.prop(self.root, self.NET_CLIENT_LIST_STACKING)
         if stacking is not None and len(stacking) > 0:
@@ -194,7 +200,18 @@ class _X:
                 continue
             if attrs.map_state != self.X.IsViewable:
                 continue
-            out.append(self.info(wid))
+            info = self.info(wid)
+            extents = self.prop(self.window(wid), self.NET_FRAME_EXTENTS)
+            if extents is not None and len(extents) == 4 and info.width is not None:
+                left, right, top, bottom = (int(v) for v in extents)
+                info = dataclasses.replace(
+                    info,
+                    x=(info.x or 0) - left,
+                    y=(info.y or 0) - top,
+                    width=info.width + left + right,
+                    height=(info.height or 0) + top + bottom,
+                )
+            out.append(info)
         return out
 
 
