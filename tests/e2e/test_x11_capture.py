@@ -7,6 +7,7 @@ through the public reader and compared event by event.
 from __future__ import annotations
 
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -262,3 +263,46 @@ def test_without_window_manager_events_have_an_unknown_window(tmp_path: Path) ->
         ("bu", "left", 50, 60),
     ]
     assert all(e.window is None for e in events)
+
+
+def test_sigterm_under_a_stream_of_input_exits_within_2s_with_sealed_chunks(
+    desk: Desk, tmp_path: Path
+) -> None:
+    """1,000 XTEST moves/s keep arriving while the agent stops."""
+    from Xlib import X
+    from Xlib import display as xdisplay
+    from Xlib.ext import xtest
+
+    stop = threading.Event()
+    sent = [0]
+
+    def drive() -> None:
+        d = xdisplay.Display(desk.x.display)
+        try:
+            while not stop.is_set():
+                for i in range(10):
+                    xtest.fake_input(d, X.MotionNotify, x=300 + i, y=300 + sent[0] % 200)
+                    sent[0] += 1
+                d.sync()
+                stop.wait(0.01)
+        finally:
+            d.close()
+
+    with AgentProcess(desk.x, tmp_path) as agent:
+        agent.wait_ready()
+        driver = threading.Thread(target=drive, name="xtest-driver", daemon=True)
+        driver.start()
+        try:
+            agent.wait_record({"k": "mv"})
+            took = agent.terminate()
+        finally:
+            stop.set()
+            driver.join(5)
+        assert agent.proc.returncode == 0, agent.output()
+    assert took < 2.0, f"{took:.2f}s"
+    assert not list(agent.spool.rglob("*.part"))
+    session = read_session(next((agent.spool / "sessions").iterdir()))
+    records = list(session.records())
+    assert records[-1]["k"] == "end"
+    moves = sum(1 for e in session.events() if e.kind == "mv")
+    assert 0 < moves <= sent[0]
