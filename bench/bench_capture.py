@@ -18,6 +18,7 @@ For each, CPU% (utime+stime from /proc over the generation window) and peak RSS
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import tempfile
 import time
 from array import array
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -126,7 +128,7 @@ def percentiles(path: Path) -> tuple[int, float, float, float]:
     return len(values), p(0.5), p(0.99), values[-1] / 1000
 
 
-def run_rate(x: XServer, rate: int, seconds: float, keys_per_s: float) -> dict[str, float]:
+def run_rate(x: XServer, rate: int, seconds: float, keys_per_s: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         timing = tmp / "hook_ns.bin"
@@ -171,7 +173,7 @@ def run_rate(x: XServer, rate: int, seconds: float, keys_per_s: float) -> dict[s
         }
 
 
-def run_idle(x: XServer, seconds: float) -> dict[str, float]:
+def run_idle(x: XServer, seconds: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         agent, _ = start_agent(x, tmp, tmp / "hook_ns.bin")
@@ -192,37 +194,49 @@ def main() -> None:
     parser.add_argument("--rates", default="200,1000", help="moves per second, comma-separated")
     parser.add_argument("--keys-per-second", type=float, default=10.0, help="key taps per second")
     parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+    out: dict[str, object] = {"load_before": os.getloadavg()[0], "rates": []}
     with xserver() as x:
         x.tk_window("bench-window", x=100, y=100, width=1200, height=900)
         x.activate("bench-window")
-        print("| moves/s | agent CPU % | floor CPU % | ratio | agent peak RSS MB | floor RSS MB "
-              "| hook p50 us | hook p99 us | hook max us | hooks / sent |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        keys: list[str] = []
-        for rate in (int(r) for r in args.rates.split(",")):
-            r = run_rate(x, rate, args.seconds, args.keys_per_second)
-            ratio = r["agent_cpu"] / r["floor_cpu"] if r["floor_cpu"] else float("nan")
-            print(
-                f"| {rate} | {r['agent_cpu']:.1f} | {r['floor_cpu']:.1f} | {ratio:.2f} "
-                f"| {r['agent_rss']:.1f} | {r['floor_rss']:.1f} | {r['hook_p50_us']:.1f} "
-                f"| {r['hook_p99_us']:.1f} | {r['hook_max_us']:.0f} "
-                f"| {r['hook_n']}/{r['sent']} (floor saw {r['floor_seen']}) |",
-                flush=True,
-            )
-            keys.append(
-                f"| {rate} | {r['key_n']} | {r['key_p50_us']:.1f} | {r['key_p99_us']:.1f} "
-                f"| {r['key_max_us']:.0f} |"
-            )
-        print("\n| moves/s | key hooks | key hook p50 us | key hook p99 us | key hook max us |")
-        print("|---|---|---|---|---|")
-        print("\n".join(keys))
+        rows = [run_rate(x, int(r), args.seconds, args.keys_per_second)
+                for r in args.rates.split(",")]  # fmt: skip
+        out["rates"] = rows
         if args.idle_seconds > 0:
-            idle = run_idle(x, args.idle_seconds)
-            print(f"\nidle: {idle['idle_cpu']:.3f} % CPU over {idle['idle_s']:.0f} s, "
-                  f"peak RSS {idle['rss']:.1f} MB")  # fmt: skip
-    print(f"load after: {os.getloadavg()[0]:.2f}")
+            out["idle"] = run_idle(x, args.idle_seconds)
+    out["load_after"] = os.getloadavg()[0]
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print_report(out)
+
+
+def print_report(out: dict[str, Any]) -> None:
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+          f"load {out['load_before']:.2f} before, {out['load_after']:.2f} after")  # fmt: skip
+    print("| moves/s | agent CPU % | floor CPU % | ratio | agent peak RSS MB | floor RSS MB "
+          "| hook p50 us | hook p99 us | hook max us | hooks / sent |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in out["rates"]:
+        ratio = r["agent_cpu"] / r["floor_cpu"] if r["floor_cpu"] else float("nan")
+        print(
+            f"| {r['rate']} | {r['agent_cpu']:.1f} | {r['floor_cpu']:.1f} | {ratio:.2f} "
+            f"| {r['agent_rss']:.1f} | {r['floor_rss']:.1f} | {r['hook_p50_us']:.1f} "
+            f"| {r['hook_p99_us']:.1f} | {r['hook_max_us']:.0f} "
+            f"| {r['hook_n']}/{r['sent']} (floor saw {r['floor_seen']}) |"
+        )
+    print("\n| moves/s | key hooks | key hook p50 us | key hook p99 us | key hook max us |")
+    print("|---|---|---|---|---|")
+    for r in out["rates"]:
+        print(
+            f"| {r['rate']} | {r['key_n']} | {r['key_p50_us']:.1f} | {r['key_p99_us']:.1f} "
+            f"| {r['key_max_us']:.0f} |"
+        )
+    idle = out.get("idle")
+    if idle:
+        print(f"\nidle: {idle['idle_cpu']:.3f} % CPU over {idle['idle_s']:.0f} s, "
+              f"peak RSS {idle['rss']:.1f} MB")  # fmt: skip
 
 
 if __name__ == "__main__":
