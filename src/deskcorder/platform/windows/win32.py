@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import time
 from collections.abc import Callable
 from ctypes import wintypes
 from typing import Any
@@ -151,7 +152,12 @@ class Win32:
         return int(self.kernel32.GetCurrentThreadId())
 
     def quit(self, thread_id: int) -> None:
-        self.user32.PostThreadMessageW(thread_id, WM_QUIT, 0, 0)
+        """Ask a message loop to end. Posting fails until that thread has a message
+        queue (its first USER call creates it), so retry for a short while."""
+        for _ in range(100):
+            if self.user32.PostThreadMessageW(thread_id, WM_QUIT, 0, 0):
+                return
+            time.sleep(0.01)
 
     def _pump(self) -> None:
         msg = MSG()
