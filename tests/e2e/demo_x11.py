@@ -43,6 +43,9 @@ def main() -> int:
             if spool_arg is not None:
                 subprocess.run(["cp", "-r", str(spool), str(spool_arg)], check=True)
                 spool = spool_arg
+        print("== deskcorder inspect")
+        subprocess.run([*DESKCORDER, "inspect", "--spool", str(spool)], check=True)
+        print("== deskcorder inspect --events")
         subprocess.run([*DESKCORDER, "inspect", "--spool", str(spool), "--events"], check=True)
     return 0
 
