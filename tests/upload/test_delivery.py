@@ -285,3 +285,35 @@ def test_no_enroll_secret_keeps_everything(collector: CollectorProc, tmp_path: P
         wrong.stop(5)
     assert "enroll refused: HTTP 401" in str(wrong.status()["last_error"])
     assert len(pending_chunks(spool)) == 1 and collector.chunk_count() == 0
+
+
+def approve(spool: Path, session: str, seq: int, sha: str | None = None) -> None:
+    folder = spool / "sessions" / session
+    manifest = json.loads((folder / f"{seq:06d}.manifest.json").read_text())
+    marker = {"format": "deskcorder-approval", "format_version": 1, "session": session}
+    marker.update({"seq": seq, "sha256": sha or manifest["sha256"], "utc": "2026-11-27T04:00:00Z"})
+    (folder / f"{seq:06d}.approved.json").write_text(json.dumps(marker))
+
+
+def test_review_policy_uploads_only_approved_chunks(
+    collector: CollectorProc, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    make_spool(spool, sessions=1, chunks=3, per_chunk=5)
+    (session,) = [p.name for p in (spool / "sessions").iterdir()]
+    approve(spool, session, 1)
+    approve(spool, session, 2, sha="0" * 64)  # approved before the chunk changed: not valid
+    up = uploader(spool, collector.url, review=True)
+    try:
+        wait_until(lambda: up.status()["chunks_uploaded"] == 1, 20, "the approved chunk")
+        status = up.status()
+        assert status["chunks_pending"] == 2 and status["chunks_awaiting_review"] == 2
+        assert sorted(collector.records(session)) == [1]
+        assert not (spool / "sessions" / session / "000001.approved.json").exists()
+        approve(spool, session, 0)
+        up.wake()
+        wait_until(lambda: up.status()["chunks_uploaded"] == 2, 20, "the newly approved chunk")
+    finally:
+        up.stop(5)
+    assert sorted(collector.records(session)) == [0, 1]
+    assert [p.seq for p in pending_chunks(spool)] == [2]

@@ -22,6 +22,10 @@ def status_lines(u: dict[str, Any]) -> list[str]:
         f" since start ({_mib(u.get('bytes_uploaded'))})",
         f"  last ok  {u.get('last_success') or 'never'}",
     ]
+    if u.get("chunks_awaiting_review"):
+        lines.append(
+            f"  review   {u['chunks_awaiting_review']} chunk(s) wait for `deskcorder review`"
+        )
     if u.get("last_error"):
         lines.append(f"  error    {u['last_error']}")
     if u.get("chunks_rejected"):

@@ -61,6 +61,8 @@ TOKEN_FILE = "upload-token.json"
 STATUS_FILE = "upload-status.json"
 RESCAN_S = 5.0
 PIECE = 16 * 1024
+APPROVAL_SUFFIX = ".approved.json"
+APPROVAL_FORMAT = "deskcorder-approval"
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,27 @@ def pending_chunks(spool_root: Path) -> list[Pending]:
             if item.manifest_path.exists():
                 out.append(item)
     return out
+
+
+def approval_path(item: Pending) -> Path:
+    return item.path.with_name(f"{item.seq:06d}{APPROVAL_SUFFIX}")
+
+
+def approved(item: Pending) -> bool:
+    """Policy ``upload.review``: an approval marker naming the manifest's digest exists.
+
+    The marker (written by ``deskcorder review approve``) is
+    ``<seq>.approved.json`` = ``{"format": "deskcorder-approval", "sha256": ...}``;
+    a chunk changed after its approval is not approved.
+    """
+    try:
+        data = json.loads(approval_path(item).read_text(encoding="utf-8"))
+        return bool(
+            data.get("format") == APPROVAL_FORMAT
+            and data.get("sha256") == read_manifest(item.manifest_path).sha256
+        )
+    except (OSError, ValueError, AttributeError, DeskcorderError):
+        return False
 
 
 def rejected_chunks(spool_root: Path) -> list[dict[str, Any]]:
@@ -241,6 +264,9 @@ class Uploader:
             "state": self.state,
             "enrolled": self._token is not None or (root / "state" / TOKEN_FILE).exists(),
             "chunks_pending": len(pending),
+            "chunks_awaiting_review": (
+                sum(not approved(item) for item in pending) if self.cfg.review else 0
+            ),
             "bytes_pending": size,
             "chunks_rejected": len(rejected_chunks(root)),
             "chunks_uploaded": self.uploaded,
@@ -288,6 +314,8 @@ class Uploader:
         for item in pending:
             if self._stop.is_set():
                 return None
+            if self.cfg.review and not approved(item):
+                continue  # waits for `deskcorder review approve`
             try:
                 self._ensure_token()
                 self.state = "uploading"
@@ -468,6 +496,7 @@ class Uploader:
         # no fsync here: a deletion lost in a crash only means one idempotent re-upload
         item.path.unlink(missing_ok=True)
         item.manifest_path.unlink(missing_ok=True)
+        approval_path(item).unlink(missing_ok=True)
         for sha in manifest.blobs:
             refs[sha] -= 1
             if refs[sha] <= 0:
@@ -517,6 +546,7 @@ class Uploader:
         os.replace(item.path, folder / item.path.name)
         if item.manifest_path.exists():
             os.replace(item.manifest_path, folder / item.manifest_path.name)
+        approval_path(item).unlink(missing_ok=True)
         fsync_dir(folder)
         fsync_dir(item.path.parent)
         self._remove_session_dir(item.path.parent)
