@@ -322,6 +322,10 @@ def test_consent_export_and_erase(collector: CollectorProc, token: str, tmp_path
     made = httpx.post(url, json=receipt, headers=auth)
     assert made.status_code == 201 and made.json()["id"] > 0
     assert httpx.post(url, json={"user": user}, headers=auth).status_code == 400
+    again = httpx.post(url, json=receipt, headers=auth)  # the same receipt: not duplicated
+    assert again.status_code == 200 and again.json()["id"] == made.json()["id"]
+    bad_action = {**receipt, "accepted": None, "action": "maybe"}
+    assert httpx.post(url, json=bad_action, headers=auth).status_code == 400
     assert httpx.post(url, json=[1], headers=auth).status_code == 400
     session = "20261127T031500Z-00000008"
     data, _ = chunk_bytes(tmp_path, session, user=user)

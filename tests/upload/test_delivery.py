@@ -20,6 +20,7 @@ from deskcorder.upload import Uploader, pending_chunks, rejected_chunks
 from tests.collector.helpers import (
     DEVICE,
     ENROLL,
+    USER,
     CollectorProc,
     all_ns,
     make_spool,
@@ -317,3 +318,37 @@ def test_review_policy_uploads_only_approved_chunks(
         up.stop(5)
     assert sorted(collector.records(session)) == [0, 1]
     assert [p.seq for p in pending_chunks(spool)] == [2]
+
+
+def test_consent_receipts_are_sent_once_and_kept_locally(
+    collector: CollectorProc, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    expected = make_spool(spool, sessions=1, chunks=1, per_chunk=5)
+    folder = spool / "state" / "consent"
+    folder.mkdir(parents=True)
+    for n, action in enumerate(["accept", "withdraw"]):
+        receipt = {
+            "format": "deskcorder-consent",
+            "format_version": 1,
+            "action": action,
+            "notice_version": "1",
+            "user": USER,
+            "device": DEVICE,
+            "utc": f"2026-11-27T04:0{n}:00.000000Z",
+        }
+        (folder / f"2026112704{n}000-{action}.json").write_text(json.dumps(receipt))
+    # enrollment passes, the first receipt's reply is lost after the collector stored it
+    proxy.plan.extend(["pass", "drop_reply"])
+    up = uploader(spool, proxy.url)
+    try:
+        wait_until(lambda: drained(spool) and up.receipts_sent == 2, 20, "receipts and chunk")
+    finally:
+        up.stop(5)
+    assert_exactly_once(collector, expected)
+    export = collector.admin("GET", f"/v1/admin/users/{USER}/export").text.splitlines()
+    receipts = [json.loads(line)["receipt"] for line in export if line.startswith('{"receipt"')]
+    assert [r["receipt"]["action"] for r in receipts] == ["accept", "withdraw"]
+    assert len(list(folder.glob("*.json"))) == 2  # receipts stay: they are the consent state
+    ledger = json.loads((spool / "state" / "upload-receipts.json").read_text())
+    assert len(ledger) == 2

@@ -249,12 +249,18 @@ class Collector:
         user = body.get("user")
         if not isinstance(user, str) or not valid_device(user):
             return _error(400, "receipt needs a valid user pseudonym")
-        if not isinstance(body.get("notice_version"), str) or not isinstance(
-            body.get("accepted"), bool
-        ):
-            return _error(400, "receipt needs notice_version (string) and accepted (boolean)")
-        rid = await anyio.to_thread.run_sync(self.store.add_receipt, device, user, body)
-        return JSONResponse({"id": rid}, status_code=201)
+        decided = isinstance(body.get("accepted"), bool) or body.get("action") in (
+            "accept",
+            "withdraw",
+        )
+        if not isinstance(body.get("notice_version"), str) or not decided:
+            return _error(
+                400,
+                "receipt needs notice_version (string) and accepted (boolean) "
+                "or action (accept|withdraw)",
+            )
+        rid, created = await anyio.to_thread.run_sync(self.store.add_receipt, device, user, body)
+        return JSONResponse({"id": rid}, status_code=201 if created else 200)
 
     # -- admin -------------------------------------------------------------------------
     def _admin(self, request: Request) -> None:

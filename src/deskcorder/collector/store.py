@@ -344,13 +344,20 @@ class Store:
         return PutResult(sha, created=cur.rowcount > 0)
 
     # -- consent receipts ------------------------------------------------------------
-    def add_receipt(self, device: str, user: str, body: dict[str, Any]) -> int:
+    def add_receipt(self, device: str, user: str, body: dict[str, Any]) -> tuple[int, bool]:
+        """Store a receipt; the same receipt again from the same device is not duplicated."""
+        text = json.dumps(body, sort_keys=True)
         with self._lock:
+            row = self._db.execute(
+                "SELECT id FROM receipts WHERE device=? AND body=?", (device, text)
+            ).fetchone()
+            if row is not None:
+                return int(row[0]), False
             cur = self._db.execute(
                 "INSERT INTO receipts(device, user, body, received) VALUES (?,?,?,?)",
-                (device, user, json.dumps(body, sort_keys=True), time.time()),
+                (device, user, text, time.time()),
             )
-        return int(cur.lastrowid or 0)
+        return int(cur.lastrowid or 0), True
 
     # -- admin -------------------------------------------------------------------------
     def sessions(self, user: str | None = None) -> list[dict[str, Any]]:

@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_FILE = "upload-token.json"
 STATUS_FILE = "upload-status.json"
+RECEIPTS_LEDGER = "upload-receipts.json"
 RESCAN_S = 5.0
 PIECE = 16 * 1024
 APPROVAL_SUFFIX = ".approved.json"
@@ -218,6 +219,7 @@ class Uploader:
         self.blobs_uploaded = 0
         self.blobs_missing = 0
         self.enrollments = 0
+        self.receipts_sent = 0
         self.last_success: str | None = None
         self.last_error: str | None = None
         self.next_retry_at: float | None = None
@@ -306,10 +308,20 @@ class Uploader:
         """Upload everything pending once. Returns a delay to wait before retrying, or None."""
         pending = pending_chunks(self._root)
         self._clean_orphans()
-        if not pending:
+        receipts = self._unsent_receipts()
+        if not pending and not receipts:
             return None
         if self._client is None:
             self._client = build_client(self.cfg)
+        if receipts:
+            try:
+                self._ensure_token()
+                self._send_receipts(receipts)
+            except _Stop as stop:
+                self._error(str(stop))
+                if stop.outcome is Outcome.REENROLL:
+                    self._forget_token()
+                return self._backoff.next_delay(stop.retry_after)
         refs = self._blob_refs()
         for item in pending:
             if self._stop.is_set():
@@ -479,6 +491,41 @@ class Uploader:
         )
         self._check(resp, f"blob {sha[:12]}")
         self.blobs_uploaded += 1
+
+    # -- consent receipts ----------------------------------------------------------------
+    def _receipts_ledger(self) -> Path:
+        return self._root / "state" / RECEIPTS_LEDGER
+
+    def _sent_receipts(self) -> set[str]:
+        try:
+            return set(json.loads(self._receipts_ledger().read_text()))
+        except (OSError, ValueError, TypeError):
+            return set()
+
+    def _unsent_receipts(self) -> list[Path]:
+        """Consent receipts (``<spool>/state/consent/*.json``, kept locally) not yet sent."""
+        folder = self._root / "state" / "consent"
+        if not folder.is_dir():
+            return []
+        sent = self._sent_receipts()
+        return [p for p in sorted(folder.glob("*.json")) if p.name not in sent]
+
+    def _send_receipts(self, receipts: list[Path]) -> None:
+        sent = self._sent_receipts()
+        for path in receipts:
+            try:
+                body = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # being written, or unreadable: the consent module logs it
+            resp = self._request("POST", "/v1/consent", json=body, headers=self._auth())
+            if classify_status(resp.status_code) is Outcome.REJECT:
+                log.error("consent receipt %s refused: HTTP %s", path.name, resp.status_code)
+                self._error(f"consent receipt {path.name} refused: HTTP {resp.status_code}")
+            else:
+                self._check(resp, f"consent receipt {path.name}")
+            sent.add(path.name)
+            _write_private(self._receipts_ledger(), json.dumps(sorted(sent)).encode())
+            self.receipts_sent += 1
 
     # -- local bookkeeping ---------------------------------------------------------------
     def _blob_refs(self) -> Counter[str]:
