@@ -8,6 +8,7 @@ unless a chunk was refused).
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -352,3 +353,27 @@ def test_consent_receipts_are_sent_once_and_kept_locally(
     assert len(list(folder.glob("*.json"))) == 2  # receipts stay: they are the consent state
     ledger = json.loads((spool / "state" / "upload-receipts.json").read_text())
     assert len(ledger) == 2
+
+
+def test_blob_sweep_removes_only_old_unreferenced_blobs(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    make_spool(spool, sessions=1, chunks=1, per_chunk=2, blobs=True)
+    (referenced,) = [p for p in (spool / "blobs").rglob("*") if p.is_file()]
+    orphans = []
+    for n in range(2):
+        blob = spool / "blobs" / "ab" / (f"ab{n}" + "0" * 61)
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(b"screenshot of a chunk the quota dropped")
+        orphans.append(blob)
+    old = time.time() - 1000
+    for path in (referenced, orphans[0]):
+        os.utime(path, (old, old))
+    up = Uploader(Upload(endpoint="http://127.0.0.1:9", enroll_secret=ENROLL), spool, DEVICE)
+    up._sweep_blobs(now=time.time())  # standalone: no agent writes blobs, nothing swept
+    assert all(p.exists() for p in (referenced, *orphans))
+    up.blob_sweep_age = 600.0
+    up._sweep_blobs(now=time.time())
+    assert referenced.exists()  # a pending chunk still names it
+    assert not orphans[0].exists()  # old and unreferenced
+    assert orphans[1].exists()  # too young: may belong to the open chunk
+    assert up.blobs_swept == 1

@@ -61,6 +61,7 @@ TOKEN_FILE = "upload-token.json"
 STATUS_FILE = "upload-status.json"
 RECEIPTS_LEDGER = "upload-receipts.json"
 RESCAN_S = 5.0
+SWEEP_EVERY_S = 600.0
 PIECE = 16 * 1024
 APPROVAL_SUFFIX = ".approved.json"
 APPROVAL_FORMAT = "deskcorder-approval"
@@ -223,6 +224,9 @@ class Uploader:
         self.last_success: str | None = None
         self.last_error: str | None = None
         self.next_retry_at: float | None = None
+        self.blob_sweep_age: float | None = None  # None: no sweep (no agent writes blobs)
+        self._last_sweep = 0.0
+        self.blobs_swept = 0
 
     # -- component protocol ------------------------------------------------------------
     def start(self, agent: Any = None) -> None:
@@ -232,6 +236,8 @@ class Uploader:
             self.on_freed = agent.spool.invalidate_usage
             self.active_session = lambda: str(agent.session_id)
             agent.on_sealed.append(self.wake)
+            # a blob this old that no manifest names can no longer be in the open chunk
+            self.blob_sweep_age = 2.0 * agent.policy.spool.chunk_max_age_s + 60.0
         if self.spool_root is None:
             raise DeskcorderError("uploader: no spool folder")
         self._load_status()
@@ -275,6 +281,8 @@ class Uploader:
             "bytes_uploaded": self.uploaded_bytes,
             "blobs_uploaded": self.blobs_uploaded,
             "blobs_missing": self.blobs_missing,
+            "blobs_swept": self.blobs_swept,
+            "receipts_sent": self.receipts_sent,
             "last_success": self.last_success,
             "last_error": self.last_error,
             "next_retry_in_s": retry_in,
@@ -308,6 +316,7 @@ class Uploader:
         """Upload everything pending once. Returns a delay to wait before retrying, or None."""
         pending = pending_chunks(self._root)
         self._clean_orphans()
+        self._sweep_blobs()
         receipts = self._unsent_receipts()
         if not pending and not receipts:
             return None
@@ -556,6 +565,24 @@ class Uploader:
             self._save_status()
         if self.on_freed is not None:
             self.on_freed()
+
+    def _sweep_blobs(self, now: float | None = None) -> None:
+        """Delete blobs no manifest references any more (their chunk was dropped by the
+        quota, expired or deleted in review), once older than ``blob_sweep_age``."""
+        if self.blob_sweep_age is None:
+            return
+        if now is None and time.monotonic() - self._last_sweep < SWEEP_EVERY_S:
+            return
+        self._last_sweep = time.monotonic()
+        refs = self._blob_refs()
+        limit = (time.time() if now is None else now) - self.blob_sweep_age
+        for blob in self._root.glob("blobs/*/*"):
+            try:
+                if blob.name not in refs and blob.stat().st_mtime < limit:
+                    blob.unlink()
+                    self.blobs_swept += 1
+            except OSError:
+                continue
 
     def _remove_session_dir(self, folder: Path) -> None:
         if folder.name == self.active_session():
