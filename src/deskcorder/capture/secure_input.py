@@ -212,7 +212,7 @@ class SecureInputMonitor:
     def __init__(self, probe: Probe, interval: float = 0.1) -> None:
         self.probe = probe
         self.interval = interval
-        self._value: bool | None = False
+        self._value: bool | None = None  # unknown until the first poll
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.failures = 0

@@ -171,9 +171,10 @@ class KeyFilter:
         if self.secure_probe is None:
             return False
         try:
-            return bool(self.secure_probe())
+            value = self.secure_probe()
         except Exception:
             return True
+        return value is None or bool(value)  # unknown = secure (fail closed)
 
     # -- records -----------------------------------------------------------------
     def key(self, record: Record, window: WindowInfo | None) -> list[Record]:
