@@ -124,3 +124,40 @@ def approve(chunk: SealedChunk, now: datetime | None = None) -> Path:
 def delete(spool: Spool, chunk: SealedChunk) -> None:
     approval_path(chunk).unlink(missing_ok=True)
     spool.delete_chunk(chunk)
+
+
+def review_command(action: str, ref: str | None, spool_root: Path, out: Any) -> int:
+    """``deskcorder review [list|show|approve|delete] [REF]``."""
+    from deskcorder.storage.chunk import read_chunk
+
+    spool = Spool(spool_root)
+    if action == "list":
+        items = list_chunks(spool)
+        if not items:
+            out.write("No sealed chunks waiting on this machine.\n")
+        for item in items:
+            mark = "approved" if item.approved else "waiting "
+            s = item.summary
+            detail = s.get("error") or (
+                f"{s['seconds']} s, {s['records']} records, "
+                + ", ".join(f"{k}={v}" for k, v in sorted(s["events"].items()))
+            )
+            out.write(f"{mark}  {item.ref}  {detail}\n")
+        return 0
+    if not ref:
+        raise UsageError(f"review {action} needs a chunk: SESSION/SEQ, SESSION or all")
+    chunks = find(spool, ref)
+    for chunk in chunks:
+        name = f"{chunk.session}/{chunk.seq:06d}"
+        if action == "show":
+            decoded = read_chunk(chunk.path)
+            out.write(json.dumps(decoded.header, ensure_ascii=False) + "\n")
+            for rec in decoded.records:
+                out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        elif action == "approve":
+            approve(chunk)
+            out.write(f"approved {name}\n")
+        elif action == "delete":
+            delete(spool, chunk)
+            out.write(f"deleted {name}\n")
+    return 0
