@@ -28,7 +28,7 @@ from deskcorder.policy.model import Exclusions
 
 PRIVATE_TITLE_RE = re.compile(
     r"(?i)("
-    r"\(incognito\)|[-\u2014\u2013] incognito$|\bincognito\b.*\b(chrome|chromium|brave|vivaldi)\b|"
+    r"\(incognito\)|[-\u2014\u2013] incognito$|\bincognito (tab|window)\b|"
     r"\binprivate\b|"
     r"private browsing|privates surfen|navigation priv[ée]e|navegaci[óo]n privada|"
     r"\(private\)|[-\u2014\u2013] private$|private window"

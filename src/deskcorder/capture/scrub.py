@@ -87,8 +87,12 @@ def shannon_entropy(s: str) -> float:
 
 
 def looks_random(token: str) -> bool:
-    """High-entropy token heuristic: long, mixes letters and digits, entropy >= 3.5 bit/char."""
+    """High-entropy token heuristic: >= 20 chars with a run of >= 16 between separators,
+    mixing letters and digits, entropy >= 3.5 bit/char (hex: >= 32 chars, >= 3.0)."""
     if len(token) < 20:
+        return False
+    # identifiers made of short parts (snake_case, UUIDs, file-names-v2) are not keys
+    if max(len(part) for part in re.split(r"[_.~-]", token)) < 16:
         return False
     has_digit = any(c.isdigit() for c in token)
     has_alpha = any(c.isalpha() for c in token)
