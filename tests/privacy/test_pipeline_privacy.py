@@ -166,7 +166,7 @@ def test_titles_are_scrubbed_in_every_mode(tmp_path: Path) -> None:
     win = WindowInfo(id=7, title=f"Inbox ({SECRETS['email']}) - Mail", app="mail")
     for mode in ("full", "redacted", "shortcuts", "off"):
         raws = [(RAW_FOCUS, ms(1), win), (RAW_TITLE, ms(2), 7, f"Card {SECRETS['card']}")]
-        records, blob = run(tmp_path / mode, raws, capture={"keystrokes": mode})
+        _records, blob = run(tmp_path / mode, raws, capture={"keystrokes": mode})
         assert_absent(blob, SECRETS["email"], SECRETS["card"])
         assert b"Inbox ([EMAIL]) - Mail" in blob and b"Card [CARD]" in blob
 
