@@ -143,6 +143,7 @@ class TrayComponent:
         self._agent: Agent | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._icon_thread: threading.Thread | None = None
 
     # -- actions (menu callbacks; also called by tests) -------------------------
     def _call(self, cmd: str, **fields: Any) -> dict[str, Any]:
@@ -197,9 +198,15 @@ class TrayComponent:
             self.icon = pystray.Icon(
                 "deskcorder", icon_image(state), self.title or "deskcorder", menu
             )
-            self.icon.run_detached()
             if type(self.icon).__module__.endswith("_xorg"):
                 _fix_xorg_clicks(self.icon)
+            # our own daemon thread (run_detached's is not a daemon and would keep the
+            # process alive after the agent stopped); macOS needs the main thread and
+            # is not supported by this component yet
+            self._icon_thread = threading.Thread(
+                target=self.icon.run, name="deskcorder-tray-icon", daemon=True
+            )
+            self._icon_thread.start()
         except Exception as exc:
             self.reason = f"tray icon failed: {exc}"
             self.icon = None
@@ -238,6 +245,8 @@ class TrayComponent:
                 self.icon.stop()
             except Exception:
                 log.debug("tray stop failed", exc_info=True)
+            if self._icon_thread is not None:
+                self._icon_thread.join(timeout)
 
     def status(self) -> dict[str, object]:
         return {
