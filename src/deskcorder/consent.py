@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -179,20 +180,33 @@ def notice_text(policy: Policy) -> str:
 
 
 def send_notification(title: str, body: str, urgency: str = "normal") -> bool:
-    """A desktop notification via ``notify-send`` (libnotify); False when unavailable."""
+    """Start a desktop notification via ``notify-send`` (libnotify); False when unavailable.
+
+    Never waits for it (notify-send can block for seconds when no notification
+    daemon answers): a daemon thread reaps the process.
+    """
     exe = shutil.which("notify-send")
     if exe is None or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return False
     try:
-        done = subprocess.run(
+        proc = subprocess.Popen(
             [exe, "--app-name=deskcorder", f"--urgency={urgency}", title, body],
-            capture_output=True,
-            timeout=5,
-            check=False,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-    except (OSError, subprocess.TimeoutExpired):
+    except OSError:
         return False
-    return done.returncode == 0
+
+    def reap() -> None:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    threading.Thread(target=reap, name="deskcorder-notify", daemon=True).start()
+    return True
 
 
 def show_notice(
@@ -207,10 +221,9 @@ def show_notice(
     text = notice_text(policy)
     title = f"deskcorder is recording (notice {policy.notice.version})"
     how = "notification" if send_notification(title, text, "critical") else "terminal"
-    if how == "terminal" or out is not None:
-        stream = out or sys.stderr
-        stream.write(f"{title}\n{text}\n")
-        stream.flush()
+    stream = out or sys.stderr  # the terminal too, always: overt, and logged by services
+    stream.write(f"{title}\n{text}\n")
+    stream.flush()
     mark_notice_shown(spool_root, policy, how)
     return how
 

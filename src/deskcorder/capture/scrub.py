@@ -109,23 +109,24 @@ def looks_random(token: str) -> bool:
 # detectors: each returns findings on ``text``
 # ---------------------------------------------------------------------------
 
-_SECRET_PATTERNS = [
-    re.compile(p)
-    for p in (
-        r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
-        r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JWT
-        r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{16,}",  # OpenAI / Anthropic style
-        r"\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,}",  # Stripe
-        r"\bgh[pousr]_[A-Za-z0-9]{20,}",  # GitHub
-        r"\bgithub_pat_[A-Za-z0-9_]{22,}",
-        r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",  # AWS access key id
-        r"\bxox[abposr]-[A-Za-z0-9-]{10,}",  # Slack
-        r"\bAIza[0-9A-Za-z_-]{35}",  # Google API key
-        r"\bglpat-[0-9A-Za-z_-]{20,}",  # GitLab
-        r"\bnpm_[A-Za-z0-9]{36}",
-        r"\bhf_[A-Za-z]{30,}",  # Hugging Face
+_SECRET_RE = re.compile(
+    "|".join(
+        (
+            r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
+            r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JWT
+            r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{16,}",  # OpenAI / Anthropic style
+            r"\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,}",  # Stripe
+            r"\bgh[pousr]_[A-Za-z0-9]{20,}",  # GitHub
+            r"\bgithub_pat_[A-Za-z0-9_]{22,}",
+            r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",  # AWS access key id
+            r"\bxox[abposr]-[A-Za-z0-9-]{10,}",  # Slack
+            r"\bAIza[0-9A-Za-z_-]{35}",  # Google API key
+            r"\bglpat-[0-9A-Za-z_-]{20,}",  # GitLab
+            r"\bnpm_[A-Za-z0-9]{36}",
+            r"\bhf_[A-Za-z]{30,}",  # Hugging Face
+        )
     )
-]
+)
 # key = value pairs: keep the key, hide the value
 _SECRET_PAIR = re.compile(
     r"(?i)\b(?:password|passwd|passwort|pwd|pass|secret|token|api[_-]?key|apikey|"
@@ -146,8 +147,7 @@ _IPV6 = re.compile(r"(?i)(?<![0-9a-f:])(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![0
 
 
 def find_secrets(text: str) -> list[Finding]:
-    found = [Finding("SECRET", m.start(), m.end()) for p in _SECRET_PATTERNS
-             for m in p.finditer(text)]  # fmt: skip
+    found = [Finding("SECRET", m.start(), m.end()) for m in _SECRET_RE.finditer(text)]
     found += [Finding("SECRET", m.start(1), m.end(1)) for m in _SECRET_PAIR.finditer(text)]
     found += [Finding("SECRET", m.start(1), m.end(1)) for m in _URL_CREDENTIALS.finditer(text)]
     return found
@@ -212,22 +212,35 @@ def find_ips(text: str) -> list[Finding]:
     return out
 
 
-def find_phones(text: str) -> list[Finding]:
-    if not any(c.isdigit() for c in text):
-        return []
-    import phonenumbers  # imported on first use: ~30 ms
+# phone-like runs: optional +, digits with spaces, dots, dashes, slashes, parentheses
+_PHONE_CANDIDATE = re.compile(r"(?<![\w+])\+?\(?\d[\d\s().\-/]{5,22}\d(?!\w)")
 
+
+def find_phones(text: str) -> list[Finding]:
+    """Phone-like runs of 7-15 digits that libphonenumber says are valid numbers."""
     out: list[Finding] = []
-    seen: set[tuple[int, int]] = set()
-    for region in PHONE_REGIONS:
-        for match in phonenumbers.PhoneNumberMatcher(
-            text, region, leniency=phonenumbers.Leniency.VALID
-        ):
-            span = (match.start, match.end)
-            if span not in seen:
-                seen.add(span)
-                out.append(Finding("PHONE", match.start, match.end))
+    for m in _PHONE_CANDIDATE.finditer(text):
+        candidate = m.group()
+        if not 7 <= sum(c.isdigit() for c in candidate) <= 15:
+            continue
+        if _valid_phone(candidate):
+            out.append(Finding("PHONE", m.start(), m.end()))
     return out
+
+
+def _valid_phone(candidate: str) -> bool:
+    import phonenumbers  # imported on first use (~30 ms)
+
+    # the matcher (not parse) also checks that digits are grouped like a phone number
+    # (dates and SSN-like groupings are not); run on the short candidate only
+    for region in PHONE_REGIONS:
+        for _ in phonenumbers.PhoneNumberMatcher(
+            candidate, region, leniency=phonenumbers.Leniency.VALID
+        ):
+            return True
+        if candidate.startswith("+"):
+            return False  # international numbers do not depend on the region
+    return False
 
 
 DETECTORS: tuple[Callable[[str], list[Finding]], ...] = (

@@ -156,18 +156,19 @@ class KeyFilter:
         self.title_rule = title_rule
         self.buf: TextBuffer | None = None
         self.texts_written = 0
+        self._title_win: WindowInfo | None = None
+        self._title_secure = False
         self.secure_drops = 0
 
     # -- secure input ------------------------------------------------------------
     def is_secure(self, window: WindowInfo | None) -> bool:
         """Password field or sign-in window? A failing probe counts as secure."""
-        if (
-            self.title_rule
-            and window is not None
-            and window.title
-            and SECURE_TITLE_RE.search(window.title)
-        ):
-            return True
+        if self.title_rule and window is not None and window.title:
+            if window is not self._title_win:  # WindowInfo is immutable: cache per object
+                self._title_win = window
+                self._title_secure = SECURE_TITLE_RE.search(window.title) is not None
+            if self._title_secure:
+                return True
         if self.secure_probe is None:
             return False
         try:
