@@ -110,14 +110,17 @@ def test_tray_icon_visible_title_follows_state_and_click_toggles(cli: Cli, tmp_p
             stderr=subprocess.DEVNULL,
         )
         x.procs.append(trayer)
-        wait_for(lambda: "panel" in x.run("xwininfo", "-root", "-tree"), 10, "trayer panel")
+        def tree() -> str:
+            # a window can vanish while xwininfo walks the tree (BadWindow): retry then
+            return x.run("xwininfo", "-root", "-tree", check=False)
+
+        wait_for(lambda: "panel" in tree(), 10, "trayer panel")
         env = {"DISPLAY": x.display, "PYSTRAY_BACKEND": "xorg", "DESKCORDER_FAKE_REPEAT": "100"}
         agent = cli.start("run", "--backend", "fake", "--spool", str(tmp_path / "spool"), **env)
         try:
 
             def icon_line(text: str) -> str | None:
-                tree = x.run("xwininfo", "-root", "-tree")
-                return next((ln for ln in tree.splitlines() if text in ln), None)
+                return next((ln for ln in tree().splitlines() if text in ln), None)
 
             line = wait_for(lambda: icon_line('"deskcorder: recording"'), 20, "tray icon")
             assert "deskcorderSystemTrayIcon" in str(line)
