@@ -122,7 +122,7 @@ def approve(chunk: SealedChunk, now: datetime | None = None) -> Path:
 
 
 def delete(spool: Spool, chunk: SealedChunk) -> None:
-    approval_path(chunk).unlink(missing_ok=True)
+    """Delete chunk, manifest and approval marker (``Spool.delete_chunk`` removes all three)."""
     spool.delete_chunk(chunk)
 
 
