@@ -110,6 +110,7 @@ def test_tray_icon_visible_title_follows_state_and_click_toggles(cli: Cli, tmp_p
             stderr=subprocess.DEVNULL,
         )
         x.procs.append(trayer)
+
         def tree() -> str:
             # a window can vanish while xwininfo walks the tree (BadWindow): retry then
             return x.run("xwininfo", "-root", "-tree", check=False)
