@@ -221,6 +221,7 @@ class Agent:
             t0_ns=self.t0_ns,
             keystrokes=self.keystrokes,
             secure_probe=self.privacy.secure_probe(),
+            secure_poll=self.privacy.secure_poll(),
         )
         pipeline.on_sealed.append(self._sealed)
         self.pipeline = pipeline

@@ -216,3 +216,72 @@ def test_consent_and_review_commands(cli: Cli, tmp_path: Path) -> None:
     assert cli.run("review", "delete", ref, "--spool", str(spool)).returncode == 0
     assert Spool(spool).sealed_chunks() == [] and not approval_path(chunk).exists()
     assert "No sealed chunks" in cli.run("review", "--spool", str(spool)).stdout
+
+
+def _script_lines() -> list[list[Any]]:
+    """A fake-backend script: [delay_s, tag, ...] lines (see deskcorder.platform.fake)."""
+    lines: list[list[Any]] = []
+
+    def focus(win: WindowInfo) -> None:
+        fields = {"id": win.id, "title": win.title, "app": win.app, "process": win.process}
+        lines.append([0.01, RAW_FOCUS, fields])
+
+    def type_(text: str) -> None:
+        for ch in text:
+            name, char = ("space", None) if ch == " " else (None, ch)
+            lines.append([0.001, RAW_KEY, True, char, name, ord(ch)])
+            lines.append([0.001, RAW_KEY, False, char, name, ord(ch)])
+        lines.append([0.001, RAW_KEY, True, None, "enter", 0xFF0D])
+        lines.append([0.001, RAW_KEY, False, None, "enter", 0xFF0D])
+
+    secrets = f"pay {SECRETS['card']} to {SECRETS['email']} token {SECRETS['token']}"
+    focus(EDITOR)
+    type_("hello " + secrets)
+    lines.append([0.01, "secure", True])
+    lines.append([0.3, "secure", True])  # the probe polls every 100 ms
+    type_(SECRETS["password"])
+    lines.append([0.01, "secure", False])
+    lines.append([0.6, "secure", False])
+    for win in (VAULT, INCOGNITO):
+        focus(win)
+        type_(secrets + " " + SECRETS["password"])
+    focus(EDITOR)
+    type_("bye")
+    return lines
+
+
+def test_cli_fake_backend_scripted_privacy(cli: Cli, tmp_path: Path) -> None:
+    """`deskcorder run --backend fake` with scripted input: allowed, password field,
+    password manager and private window; then the same script outside work hours."""
+    script = tmp_path / "script.jsonl"
+    script.write_text("\n".join(json.dumps(line) for line in _script_lines()) + "\n")
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[capture]\nkeystrokes = "full"\n')
+    spool = tmp_path / "spool"
+    run = cli.run(
+        "run", "--backend", "fake", "--policy", str(policy), "--spool", str(spool),
+        "--duration", "3", DESKCORDER_FAKE_SCRIPT=str(script), DESKCORDER_FAKE_SPEED="2",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert_absent(spool_bytes(spool), *SECRETS.values(), "Vault", "Bitwarden", "Bank")
+    records = [r for s in list_sessions(spool) for r in s.records()]
+    assert [r["text"] for r in records if r["k"] == "text"] == [
+        "hello pay [CARD] to [EMAIL] token [SECRET]",
+        "[SECURE]",
+        "bye",
+    ]
+    assert sorted(r["rule"] for r in records if r["k"] == "excl") == [
+        "password_manager",
+        "private_browsing",
+    ]
+    # outside work hours: nothing but the markers
+    policy.write_text('[capture]\nkeystrokes = "full"\n[schedule]\nenabled = true\nhours = {}\n')
+    spool2 = tmp_path / "spool2"
+    run = cli.run(
+        "run", "--backend", "fake", "--policy", str(policy), "--spool", str(spool2),
+        "--duration", "3", DESKCORDER_FAKE_SCRIPT=str(script), DESKCORDER_FAKE_SPEED="2",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert_absent(spool_bytes(spool2), *SECRETS.values(), "notes.txt", "hello")
+    kinds = [r["k"] for s in list_sessions(spool2) for r in s.records()]
+    assert kinds == ["start", "pause", "end"]

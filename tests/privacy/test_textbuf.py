@@ -246,3 +246,14 @@ def test_no_printable_character_leaks_through_key_records(
 def test_filter_rejects_bad_bounds() -> None:
     with pytest.raises(ValueError):
         KeyFilter("full", max_chars=10, keep_tail=10)
+
+
+def test_flush_asks_a_fresh_probe_when_the_cached_answer_lags() -> None:
+    live = {"on": False}
+    d = Driver(secure_probe=lambda: False, secure_poll=lambda: live["on"])
+    d.type("hunter2")
+    live["on"] = True  # the field was a password field; the cache had not caught up
+    d.press("enter")
+    d.type("visible")
+    live["on"] = False
+    assert d.texts() == [SECURE_PLACEHOLDER, "visible"]

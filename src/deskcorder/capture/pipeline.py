@@ -100,6 +100,7 @@ class Pipeline:
         event_time_flush: bool = False,
         keystrokes: str | None = None,
         secure_probe: SecureProbe | None = None,
+        secure_poll: SecureProbe | None = None,
     ) -> None:
         self.policy = policy
         self.spool = spool
@@ -116,7 +117,9 @@ class Pipeline:
         self.redactor = KeyRedactor(self.keystrokes)
         # every key record passes the key filter: it drops characters, buffers and
         # scrubs full-mode text, and applies secure input (see capture/textbuf.py)
-        self.key_filter = KeyFilter(self.keystrokes, secure_probe=secure_probe)
+        self.key_filter = KeyFilter(
+            self.keystrokes, secure_probe=secure_probe, secure_poll=secure_poll
+        )
         self.moves = MoveCoalescer(policy.capture.mouse_move_hz)
         self.observers: list[Callable[[Record], None]] = []
         self.on_sealed: list[Callable[[Manifest], None]] = []

@@ -57,7 +57,12 @@ class PrivacyComponent:
             )
 
     def secure_probe(self) -> Probe | None:
+        """The cached answer (read per key)."""
         return self.monitor.current if self.monitor is not None else None
+
+    def secure_poll(self) -> Probe | None:
+        """A fresh answer (asked when text is flushed)."""
+        return self.monitor.poll if self.monitor is not None else None
 
     def start(self, agent: Agent) -> None:
         self._agent = agent

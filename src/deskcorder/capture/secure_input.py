@@ -91,6 +91,9 @@ def _win_uia_is_password() -> bool | None:
         import comtypes.client  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return None
+    import comtypes  # type: ignore[import-not-found,unused-ignore]
+
+    comtypes.CoInitialize()  # per thread (monitor and pipeline threads both ask)
     comtypes.client.GetModule("UIAutomationCore.dll")
     from comtypes.gen import UIAutomationClient as uia  # type: ignore[import-not-found,unused-ignore]
 

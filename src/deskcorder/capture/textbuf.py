@@ -138,6 +138,7 @@ class KeyFilter:
         mode: str,
         *,
         secure_probe: SecureProbe | None = None,
+        secure_poll: SecureProbe | None = None,
         scrubber: Callable[[str], str] = scrub,
         max_chars: int = 256,
         keep_tail: int = 48,
@@ -149,6 +150,9 @@ class KeyFilter:
         self.mode = mode
         self.text_mode = mode == "full"
         self.secure_probe = secure_probe
+        # a fresh (uncached) probe, asked once more when text is flushed: closes the
+        # window in which the cached answer lags behind a focus change
+        self.secure_poll = secure_poll
         self.scrubber = scrubber
         self.max_chars = max_chars
         self.keep_tail = keep_tail
@@ -252,6 +256,12 @@ class KeyFilter:
         return [rec] if rec else []
 
     def _text_record(self, t: int, text: str, win: int | None, secure: bool) -> Record | None:
+        if text and not secure and self.secure_poll is not None:
+            try:
+                value = self.secure_poll()
+            except Exception:
+                value = None
+            secure = value is None or bool(value)
         if secure:
             text = SECURE_PLACEHOLDER
         elif not text:
