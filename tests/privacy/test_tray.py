@@ -140,3 +140,25 @@ def test_tray_icon_visible_title_follows_state_and_click_toggles(cli: Cli, tmp_p
             assert agent.stdout is not None and agent.stderr is not None
             agent.stdout.close()
             agent.stderr.close()
+
+
+@pytest.mark.x11
+def test_doctor_and_agent_without_a_system_tray(cli: Cli, tmp_path: Path) -> None:
+    import importlib.util
+
+    from deskcorder.capture.tray import x11_tray_manager_present
+
+    assert x11_tray_manager_present("") is None  # no display: unknown
+    with xserver(wm=False) as x:
+        assert x11_tray_manager_present(x.display) is False
+        out = cli.run("doctor", "--backend", "fake", "--spool", str(tmp_path / "s"),
+                      DISPLAY=x.display)  # fmt: skip
+        assert out.returncode == 0
+        if importlib.util.find_spec("pystray") is not None:
+            assert "[warn] tray icon: no system tray on this desktop" in out.stdout
+        if shutil.which("trayer"):
+            trayer = subprocess.Popen(
+                ["trayer"], env=x.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            x.procs.append(trayer)
+            wait_for(lambda: x11_tray_manager_present(x.display), 10, "tray manager")

@@ -147,7 +147,20 @@ def doctor_checks(policy: Policy, backend: Backend) -> list[Check]:
             Check("tray icon", False, "no display; a notification is shown instead", False)
         )
     else:
-        checks.append(Check("tray icon", True, "pystray available", required=False))
+        from deskcorder.capture.tray import x11_tray_manager_present
+
+        present = x11_tray_manager_present() if os.name == "posix" else None
+        if present is False:
+            checks.append(
+                Check(
+                    "tray icon",
+                    False,
+                    "no system tray on this desktop; a notification is shown at start instead",
+                    required=False,
+                )
+            )
+        else:
+            checks.append(Check("tray icon", True, "pystray available", required=False))
     notify = shutil.which("notify-send")
     checks.append(
         Check(

@@ -129,6 +129,27 @@ def _fix_xorg_clicks(icon: Any) -> None:
     icon._display.flush()
 
 
+def x11_tray_manager_present(display: str | None = None) -> bool | None:
+    """Whether an XEmbed system tray (``_NET_SYSTEM_TRAY_S<n>`` owner) runs; None if unknown."""
+    display = display or os.environ.get("DISPLAY")
+    if not display:
+        return None
+    try:
+        import Xlib.display
+        import Xlib.X
+
+        conn = Xlib.display.Display(display)
+    except Exception:
+        return None
+    try:
+        atom = conn.intern_atom(f"_NET_SYSTEM_TRAY_S{conn.get_default_screen()}")
+        return bool(conn.get_selection_owner(atom) != Xlib.X.NONE)
+    except Exception:
+        return None
+    finally:
+        conn.close()
+
+
 class TrayComponent:
     """Agent component: shows the icon and keeps it in step with the agent's state."""
 
@@ -187,6 +208,10 @@ class TrayComponent:
         except Exception as exc:  # ImportError, or Xlib failing to open the display
             self.reason = f"pystray unavailable ({type(exc).__name__}: {exc})"
             return
+        xorg = pystray.Icon.__module__.endswith("_xorg")
+        if xorg and x11_tray_manager_present() is False:
+            self.reason = "no system tray on this desktop"
+            return
         state = self._refresh_state()
         menu = pystray.Menu(
             pystray.MenuItem("Pause / Resume", _action(self.toggle), default=True, visible=False),
@@ -198,7 +223,7 @@ class TrayComponent:
             self.icon = pystray.Icon(
                 "deskcorder", icon_image(state), self.title or "deskcorder", menu
             )
-            if type(self.icon).__module__.endswith("_xorg"):
+            if xorg:
                 _fix_xorg_clicks(self.icon)
             # our own daemon thread (run_detached's is not a daemon and would keep the
             # process alive after the agent stopped); macOS needs the main thread and
