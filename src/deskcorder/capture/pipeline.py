@@ -89,6 +89,11 @@ class EventQueue:
 
 
 class Pipeline:
+    #: Record times are microseconds, rounded down to this many (1 ms: input devices
+    #: poll every 1-8 ms, so finer digits are host jitter; they cost ~25 % of the
+    #: compressed size, see docs/performance.md). 1 keeps full microseconds.
+    time_resolution_us = 1000
+
     def __init__(
         self,
         policy: Policy,
@@ -362,7 +367,8 @@ class Pipeline:
 
     def _process(self, raw: tuple[Any, ...]) -> None:
         tag = raw[0]
-        t = (raw[1] - self.t0_ns) // 1000
+        res = self.time_resolution_us
+        t = (raw[1] - self.t0_ns) // (1000 * res) * res
         if t < 0:
             t = 0
         if t > self._last_t:
