@@ -82,3 +82,19 @@ def test_doctor_cli_lists_privacy_checks(cli: Cli, tmp_path: Path) -> None:
     out = cli.run("doctor", "--backend", "fake", "--spool", str(tmp_path / "s"))
     assert out.returncode == 0
     assert "secure input" in out.stdout and "tray icon" in out.stdout
+
+
+def test_privacy_bench_runs_and_prints_figures() -> None:
+    import subprocess
+    import sys
+
+    bench = Path(__file__).resolve().parents[2] / "bench" / "privacy_filters.py"
+    out = subprocess.run(
+        [sys.executable, str(bench), "--quick"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    lines = [ln for ln in out.stdout.splitlines() if ln.rstrip().endswith("us") or "us (" in ln]
+    assert len(lines) >= 13 and "baseline" in out.stdout
+    for line in lines:
+        value = float(line.rsplit(":", 1)[1].split("us")[0])
+        assert 0 < value < 1_000_000
