@@ -85,6 +85,12 @@ def test_allowed_window_keeps_text_but_never_the_secrets(tmp_path: Path) -> None
         "[SECURE]",
     ]
     assert b"notes.txt - Editor" in blob  # allowed window context is kept
+    from deskcorder.events import validate_record
+
+    for record in records:
+        validate_record(record)  # text and key records follow the schema
+    times = [r["t"] for r in records]
+    assert times == sorted(times)  # text records keep the file in time order
 
 
 def test_excluded_app_yields_only_a_marker(tmp_path: Path) -> None:
