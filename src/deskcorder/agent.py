@@ -31,6 +31,7 @@ from deskcorder.platform.base import Backend
 from deskcorder.policy.load import LoadedPolicy
 from deskcorder.storage.chunk import Manifest
 from deskcorder.storage.spool import Spool, new_session_id
+from deskcorder.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class Component(Protocol):
 def default_components(agent: Agent) -> list[Component]:
     """The components a real agent runs, as policy enables them. One line each."""
     components: list[Component] = []
+    components.append(Watchdog())  # self-limits: sheds load at policy [limits]
     components += privacy_components(agent)  # tray first, then the privacy component
     return components
 

@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("chunk", nargs="?", help="SESSION/SEQ, SESSION or all (show/approve/delete)")
     _add_spool(p)
     p.set_defaults(func=cmd_review)
+
+    from deskcorder.service.command import add_parser as add_service_parser
+
+    add_service_parser(sub)
     return parser
 
 
@@ -117,8 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load(args: argparse.Namespace) -> Any:
     from deskcorder.policy.load import load_policy
+    from deskcorder.policy.managed import managed_layers
 
-    return load_policy(getattr(args, "policy", None))
+    return load_policy(getattr(args, "policy", None), extra_machine_layers=managed_layers)
 
 
 def _spool_dir(args: argparse.Namespace) -> Path:

@@ -116,6 +116,9 @@ def test_tray_icon_visible_title_follows_state_and_click_toggles(cli: Cli, tmp_p
             return x.run("xwininfo", "-root", "-tree", check=False)
 
         wait_for(lambda: "panel" in tree(), 10, "trayer panel")
+        from deskcorder.capture.tray import x11_tray_manager_present
+
+        wait_for(lambda: x11_tray_manager_present(x.display), 10, "tray selection owner")
         env = {"DISPLAY": x.display, "PYSTRAY_BACKEND": "xorg", "DESKCORDER_FAKE_REPEAT": "100"}
         agent = cli.start("run", "--backend", "fake", "--spool", str(tmp_path / "spool"), **env)
         try:
@@ -156,9 +159,3 @@ def test_doctor_and_agent_without_a_system_tray(cli: Cli, tmp_path: Path) -> Non
         assert out.returncode == 0
         if importlib.util.find_spec("pystray") is not None:
             assert "[warn] tray icon: no system tray on this desktop" in out.stdout
-        if shutil.which("trayer"):
-            trayer = subprocess.Popen(
-                ["trayer"], env=x.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            x.procs.append(trayer)
-            wait_for(lambda: x11_tray_manager_present(x.display), 10, "tray manager")

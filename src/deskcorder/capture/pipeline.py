@@ -103,6 +103,7 @@ class Pipeline:
         session_id: str | None = None,
         t0_ns: int | None = None,
         event_time_flush: bool = False,
+        clock_ns: Callable[[], int] = time.monotonic_ns,
         keystrokes: str | None = None,
         secure_probe: SecureProbe | None = None,
         secure_poll: SecureProbe | None = None,
@@ -129,6 +130,7 @@ class Pipeline:
         self.observers: list[Callable[[Record], None]] = []
         self.on_sealed: list[Callable[[Manifest], None]] = []
         self.scrub_title: Callable[[str], str] = scrub
+        self._clock_ns = clock_ns  # stamps periodic records (tests pass a fixed clock)
         self._interval_ns = int(policy.spool.flush_interval_s * 1e9)
         self._event_time_flush = event_time_flush
         self._out: list[Record] = []
@@ -209,7 +211,7 @@ class Pipeline:
                     next_flush_t = self._last_t + self._interval_ns // 1000
             now = time.monotonic_ns()
             if n == 0 or now >= next_flush:
-                self._tick(now)
+                self._tick(self._clock_ns())
             if now >= next_flush or self._flush_now.is_set():
                 self._flush_now.clear()
                 self._flush()
@@ -225,7 +227,7 @@ class Pipeline:
                 idle_wait = 0.005
 
     def _finish(self) -> None:
-        t = max(self._last_t, self._now_t())
+        t = self._now_t()
         self.moves.before_discrete(self._out)
         self._check_drops(t)
         for text in self.key_filter.flush(t):
@@ -236,11 +238,22 @@ class Pipeline:
         if manifest is not None:
             self._sealed(manifest)
 
+    def _stamp(self, ns: int) -> int:
+        """Session time of a monotonic ns reading: whole ``time_resolution_us``, never
+        earlier than a record already written (hooks on different threads and the
+        periodic tick can hand over readings slightly out of order)."""
+        res = self.time_resolution_us
+        t = (ns - self.t0_ns) // (1000 * res) * res
+        if t <= self._last_t:
+            return self._last_t
+        self._last_t = t
+        return t
+
     def _now_t(self) -> int:
-        return max(0, (time.monotonic_ns() - self.t0_ns) // 1000)
+        return self._stamp(self._clock_ns())
 
     def _tick(self, now_ns: int) -> None:
-        t = max(0, (now_ns - self.t0_ns) // 1000)
+        t = self._stamp(now_ns)
         self._check_drops(t)
         self._update_blocked(t)
         self.moves.tick(t, self._out)
@@ -281,7 +294,7 @@ class Pipeline:
     def _apply_retention(self) -> None:
         """Delete sealed chunks older than policy's retention; record each loss as a gap."""
         self._next_retention = time.monotonic() + 3600
-        t = max(self._last_t, self._now_t())
+        t = self._now_t()
         for sealed in self.spool.expired_chunks():
             if sealed.session == self.session_id:
                 continue
@@ -309,7 +322,7 @@ class Pipeline:
             if self.gates.quota_blocked and used < quota * 0.9:
                 self.gates.quota_blocked = False
             return
-        t = max(self._last_t, self._now_t())
+        t = self._now_t()
         if spool.cfg.on_full == "drop_oldest":
             while used >= quota:
                 dropped = spool.drop_oldest_sealed(keep_session=self.session_id)
@@ -367,12 +380,7 @@ class Pipeline:
 
     def _process(self, raw: tuple[Any, ...]) -> None:
         tag = raw[0]
-        res = self.time_resolution_us
-        t = (raw[1] - self.t0_ns) // (1000 * res) * res
-        if t < 0:
-            t = 0
-        if t > self._last_t:
-            self._last_t = t
+        t = self._stamp(raw[1])
         if tag == RAW_MOVE:
             if self._want_mouse and self._blocked is None and self._excluded is None:
                 self.moves.move(t, raw[2], raw[3], self._out)
