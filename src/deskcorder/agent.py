@@ -54,14 +54,15 @@ def default_components(agent: Agent) -> list[Component]:
     """The components a real agent runs, as policy enables them. One line each."""
     components: list[Component] = []
     components.append(Watchdog())  # self-limits: sheds load at policy [limits]
-    components += privacy_components(agent)  # tray first, then the privacy component
+    components += privacy_components(agent)  # tray icon (or a notification without a tray)
     return components
 
 
 def privacy_components(agent: Agent) -> list[Component]:
+    """The visible indicator (the privacy component itself always runs, see Agent.run)."""
     from deskcorder.capture.tray import TrayComponent
 
-    return [TrayComponent(), agent.privacy]
+    return [TrayComponent()]
 
 
 def default_spool_dir() -> Path:
@@ -231,6 +232,9 @@ class Agent:
         pipeline.start()
         started: list[Any] = []
         try:
+            # secure-input monitor, notice, consent control: before any input source
+            self.privacy.start(self)
+            started.append(self.privacy)
             cap = self.policy.capture
             if self.policy.pause.on_lock:
                 backend.session.start(self.emit)

@@ -69,19 +69,12 @@ class PrivacyComponent:
         if self.monitor is not None:
             self.monitor.start()
         agent.control_handlers["consent"] = self._handle_consent
-        from deskcorder.consent import send_notification, show_notice
+        from deskcorder.consent import show_notice
 
         try:
             self.notice_shown = show_notice(agent.spool.root, self.policy)
         except Exception:
             log.exception("showing the notice failed")
-        tray = next((c for c in agent.components if c.name == "tray"), None)
-        if self.notice_shown is None and (tray is None or not tray.status().get("shown")):
-            # no tray icon: say at every start that recording is on
-            send_notification(
-                "deskcorder is recording",
-                "Pause with `deskcorder pause`; see what is captured with `deskcorder inspect`.",
-            )
 
     def _handle_consent(self, req: dict[str, Any]) -> dict[str, Any]:
         """``{"cmd": "consent", "action": "accept"|"withdraw"}``: write a receipt, gate."""

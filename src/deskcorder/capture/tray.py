@@ -199,6 +199,17 @@ class TrayComponent:
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self, agent: Agent) -> None:
+        self._show(agent)
+        if self.icon is None:
+            # no tray icon: say at every start that recording is on
+            from deskcorder.consent import send_notification
+
+            send_notification(
+                "deskcorder is recording",
+                "Pause with `deskcorder pause`; see what is captured with `deskcorder inspect`.",
+            )
+
+    def _show(self, agent: Agent) -> None:
         self._agent = agent
         if not (os.environ.get("DISPLAY") or os.name == "nt" or _is_macos()):
             self.reason = "no display"
