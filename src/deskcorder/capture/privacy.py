@@ -2,8 +2,9 @@
 
 ``Agent`` builds one :class:`PrivacyComponent` before the pipeline (it decides
 the effective keystroke mode and supplies the secure-input probe the key
-filter reads) and runs it as a component (starts the probe's monitor, shows
-the notice when due, answers the ``consent`` control command).
+filter reads) and starts it right after the pipeline, before any input source
+(starts the probe's monitor, shows the notice when due, answers the
+``consent`` control command).
 """
 
 from __future__ import annotations
