@@ -51,6 +51,9 @@ def format_status(s: dict[str, Any]) -> str:
         if keys != privacy.get("keystrokes_policy"):
             keys = f"{keys} (policy says {privacy.get('keystrokes_policy')}; no secure-input probe)"
         lines.append(f"  keys     {keys}; secure input: {privacy.get('secure_input')}")
+        change = privacy.get("schedule_next_change_utc")
+        if change:
+            lines.append(f"  schedule work hours apply; next change at {change}")
     tray = s.get("tray")
     if isinstance(tray, dict):
         shown = "shown" if tray.get("shown") else f"not shown ({tray.get('unavailable')})"

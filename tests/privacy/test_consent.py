@@ -98,3 +98,25 @@ def test_privacy_bench_runs_and_prints_figures() -> None:
     for line in lines:
         value = float(line.rsplit(":", 1)[1].split("us")[0])
         assert 0 < value < 1_000_000
+
+
+def test_status_shows_privacy_lines() -> None:
+    from deskcorder.status import format_status
+
+    text = format_status(
+        {
+            "recording": False,
+            "blocked": "schedule",
+            "privacy": {
+                "keystrokes": "redacted",
+                "keystrokes_policy": "full",
+                "secure_input": "AT-SPI unavailable",
+                "schedule_next_change_utc": "2026-11-30T08:00:00Z",
+            },
+            "tray": {"shown": False, "unavailable": "no display"},
+        }
+    )
+    assert "outside work hours" in text
+    assert "redacted (policy says full; no secure-input probe)" in text
+    assert "next change at 2026-11-30T08:00:00Z" in text
+    assert "not shown (no display)" in text

@@ -104,7 +104,20 @@ class PrivacyComponent:
             "secure_input": self.probe_desc,
             "secure_input_now": self.monitor.current() if self.monitor else None,
             "notice_version": self.policy.notice.version,
+            "schedule_next_change_utc": self._next_schedule_change(),
         }
+
+    def _next_schedule_change(self) -> str | None:
+        if not self.policy.schedule.enabled:
+            return None
+        from datetime import datetime, timezone
+
+        from deskcorder.capture.schedule import WorkHours
+
+        ts = WorkHours(self.policy.schedule).next_change(time.time())
+        if ts is None:
+            return None
+        return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def doctor_checks(policy: Policy, backend: Backend) -> list[Check]:
