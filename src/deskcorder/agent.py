@@ -252,6 +252,7 @@ class Agent:
             control = ControlServer(self.control_handlers)
             control.start()
             started.append(control)
+            self.privacy.announce()  # the notice, once everything has started
         except BaseException:
             self._stop_all(started, pipeline, "error")
             raise

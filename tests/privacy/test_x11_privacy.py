@@ -1,6 +1,7 @@
 """The privacy controls against a real X server with the X11 backend (pynput + Xlib).
 
-Skipped until the X11 backend (``deskcorder.platform.linux``) is on this branch;
+Skipped until the X11 backend (``deskcorder.platform.linux``) is on this branch
+(both tests passed against the feat-x11 branch in a trial merge on 2026-11-27);
 the same scenarios run through the fake backend in test_agent_privacy.py.
 Real keystrokes are typed with xdotool into Tk windows whose titles make them
 allowed, excluded by policy, or private-browsing windows; one run is paused and
@@ -24,7 +25,8 @@ from tests.xserver import XServer, wait_for, xserver
 
 pytestmark = pytest.mark.x11
 
-ALLOWED, DENIED, PRIVATE = "notes - Editor", "HR Vault", "Bank - Chromium (Incognito)"
+# titles are matched as regular expressions by xdotool search: no parentheses
+ALLOWED, DENIED, PRIVATE = "notes - Editor", "HR Vault", "Bank - Mozilla Firefox Private Browsing"
 POLICY = """
 [capture]
 keystrokes = "full"

@@ -70,10 +70,14 @@ class PrivacyComponent:
         if self.monitor is not None:
             self.monitor.start()
         agent.control_handlers["consent"] = self._handle_consent
+
+    def announce(self) -> None:
+        """Show the notice if due; called once capture has started (not before a refusal)."""
+        assert self._agent is not None
         from deskcorder.consent import show_notice
 
         try:
-            self.notice_shown = show_notice(agent.spool.root, self.policy)
+            self.notice_shown = show_notice(self._agent.spool.root, self.policy)
         except Exception:
             log.exception("showing the notice failed")
 
