@@ -217,7 +217,7 @@ def test_redacted_mode_writes_no_text() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    char=st.characters(blacklist_categories=("Cs",)),
+    char=st.characters(exclude_categories=("Cs",)),
     name=st.one_of(st.none(), st.sampled_from(["space", "kp_5", "kp_decimal", "a", "Z", "7"])),
     vk=st.one_of(st.none(), st.integers(0, 0x10FFFF)),
     mode=st.sampled_from(["full", "redacted", "shortcuts"]),
