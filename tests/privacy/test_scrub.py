@@ -91,3 +91,13 @@ def test_scrub_is_idempotent() -> None:
     for text, _ in TRUE_POSITIVES:
         once = scrub(text)
         assert scrub(once) == once
+
+
+def test_safe_scrub_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deskcorder.capture import scrub as mod
+
+    def broken(text: str) -> list[mod.Finding]:
+        raise RuntimeError("detector bug")
+
+    monkeypatch.setattr(mod, "DETECTORS", (*mod.DETECTORS, broken))
+    assert mod.safe_scrub("mail jane@example.com") == "[REDACTED]"

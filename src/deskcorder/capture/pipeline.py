@@ -16,7 +16,7 @@ from typing import Any
 from deskcorder.capture.coalesce import MoveCoalescer
 from deskcorder.capture.gates import Gates
 from deskcorder.capture.redact import KeyRedactor
-from deskcorder.capture.scrub import scrub
+from deskcorder.capture.scrub import safe_scrub
 from deskcorder.capture.textbuf import KeyFilter, SecureProbe
 from deskcorder.events import (
     K_BUTTON_DOWN,
@@ -129,7 +129,7 @@ class Pipeline:
         self.moves = MoveCoalescer(policy.capture.mouse_move_hz)
         self.observers: list[Callable[[Record], None]] = []
         self.on_sealed: list[Callable[[Manifest], None]] = []
-        self.scrub_title: Callable[[str], str] = scrub
+        self.scrub_title: Callable[[str], str] = safe_scrub
         self._clock_ns = clock_ns  # stamps periodic records (tests pass a fixed clock)
         self._interval_ns = int(policy.spool.flush_interval_s * 1e9)
         self._event_time_flush = event_time_flush

@@ -305,3 +305,17 @@ def scrub(text: str) -> str:
 def kinds(text: str) -> list[str]:
     """The placeholder kinds found in ``text`` (for tests and diagnostics)."""
     return [f.kind for f in findings(text)]
+
+
+REDACTED = "[REDACTED]"
+
+
+def safe_scrub(text: str) -> str:
+    """:func:`scrub` that fails closed: if a detector raises, the whole text is withheld."""
+    try:
+        return scrub(text)
+    except Exception:
+        import logging
+
+        logging.getLogger(__name__).exception("scrubbing failed; text withheld")
+        return REDACTED

@@ -41,7 +41,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from deskcorder.capture.scrub import scrub
+from deskcorder.capture.scrub import safe_scrub
 from deskcorder.events import K_KEY_DOWN, K_TEXT, WindowInfo
 
 Record = dict[str, Any]
@@ -139,7 +139,7 @@ class KeyFilter:
         *,
         secure_probe: SecureProbe | None = None,
         secure_poll: SecureProbe | None = None,
-        scrubber: Callable[[str], str] = scrub,
+        scrubber: Callable[[str], str] = safe_scrub,
         max_chars: int = 256,
         keep_tail: int = 48,
         idle_us: int = IDLE_FLUSH_US,
