@@ -54,7 +54,7 @@ SECURE_PLACEHOLDER = "[SECURE]"
 SECURE_TITLE_RE = re.compile(
     r"(?i)(pass(word|phrase|wort|code)|mot de passe|contrase[ñn]a|\bpin\b|"
     r"sign[ -]?in|log[ -]?in|anmelden|one[- ]time (code|password)|verification code|"
-    r"\b2fa\b|\botp\b|authenticat|unlock|keyring|sudo)"
+    r"\b2fa\b|\botp\b|authentication required|unlock|keyring|\bsudo\b)"
 )
 
 _FLUSH_KEYS = frozenset(
