@@ -257,3 +257,23 @@ def test_flush_asks_a_fresh_probe_when_the_cached_answer_lags() -> None:
     d.type("visible")
     live["on"] = False
     assert d.texts() == [SECURE_PLACEHOLDER, "visible"]
+
+
+@pytest.mark.parametrize(
+    ("title", "secure"),
+    [
+        ("Sign in - Google Accounts - Chromium", True),
+        ("Enter passphrase for key", True),
+        ("Unlock Login Keyring", True),
+        ("user@host: sudo apt upgrade", True),
+        ("Verification code - Bank", True),
+        ("notes.txt - Editor", False),
+        ("Pseudocode review - Docs", False),
+        ("Pinterest - Firefox", False),
+        ("Authentication design.odt - LibreOffice", False),
+    ],
+)
+def test_secure_title_rule(title: str, secure: bool) -> None:
+    from deskcorder.capture.textbuf import SECURE_TITLE_RE
+
+    assert (SECURE_TITLE_RE.search(title) is not None) is secure
