@@ -55,6 +55,10 @@ log = logging.getLogger(__name__)
 Record = dict[str, Any]
 
 
+IDLE_TICK_NS = 1_000_000_000  # idle: wake at least this often (pause expiry, schedule)
+BUSY_BATCH_S = 0.02  # busy: gather events for this long between drains (<= 50 wakes/s)
+
+
 class EventQueue:
     """Bounded, non-blocking queue between hooks and the pipeline thread.
 
@@ -68,11 +72,17 @@ class EventQueue:
         self._dq: collections.deque[tuple[Any, ...]] = collections.deque()
         self._drop_lock = threading.Lock()
         self.dropped = 0
-        self.accepted = 0
+        # Set by the pipeline while it blocks on an empty queue; the first put wakes it.
+        # While busy the pipeline does not block, so puts never touch the Event.
+        self.sleeping = False
+        self.wake = threading.Event()
 
     def put_nowait(self, item: tuple[Any, ...]) -> None:
         if len(self._dq) < self.maxsize:
             self._dq.append(item)
+            if self.sleeping:
+                self.sleeping = False
+                self.wake.set()
         else:
             with self._drop_lock:  # only on the rare drop path
                 self.dropped += 1
@@ -80,6 +90,12 @@ class EventQueue:
     def put_control(self, item: tuple[Any, ...]) -> None:
         """Control messages bypass the bound: they must never be lost."""
         self._dq.append(item)
+        self.kick()
+
+    def kick(self) -> None:
+        """Wake the pipeline now (stop, flush, control)."""
+        self.sleeping = False
+        self.wake.set()
 
     def popleft(self) -> tuple[Any, ...]:
         return self._dq.popleft()
@@ -172,6 +188,7 @@ class Pipeline:
         """Drain the queue, write the end record, seal. True if done within ``timeout``."""
         self._end_reason = reason
         self._stop.set()
+        self.queue.kick()
         if self._thread is not None:
             self._thread.join(timeout)
             return not self._thread.is_alive()
@@ -179,6 +196,7 @@ class Pipeline:
 
     def request_flush(self) -> None:
         self._flush_now.set()
+        self.queue.kick()
 
     def wait_stopped(self, timeout: float) -> bool:
         return self._stopped.wait(timeout)
@@ -197,7 +215,6 @@ class Pipeline:
         q = self.queue
         next_flush = time.monotonic_ns() + self._interval_ns
         next_flush_t = self._interval_ns // 1000
-        idle_wait = 0.005
         while True:
             stopping = self._stop.is_set()
             n = 0
@@ -221,10 +238,16 @@ class Pipeline:
                 self._finish()
                 return
             if n == 0:
-                self._stop.wait(idle_wait)
-                idle_wait = min(idle_wait * 2, 0.05)
+                # Idle: block until the first new event, a due flush or tick, or stop.
+                timeout = max(0, min(next_flush - now, IDLE_TICK_NS)) / 1e9
+                q.sleeping = True
+                if not q and not self._stop.is_set() and not self._flush_now.is_set():
+                    q.wake.wait(timeout)
+                q.sleeping = False
+                q.wake.clear()
             else:
-                idle_wait = 0.005
+                # Busy: let events accumulate for a moment and process them as a batch.
+                self._stop.wait(BUSY_BATCH_S)
 
     def _finish(self) -> None:
         t = self._now_t()
