@@ -125,7 +125,7 @@ def test_agent_sigkilled_mid_upload_restarts_and_delivers_exactly_once(
 
 
 def test_full_spool_stops_capture_until_uploads_free_space(cli: Cli, tmp_path: Path) -> None:
-    from deskcorder.agent import machine_id, pseudonym
+    from deskcorder.identity import machine_id, pseudonym
     from tests.collector.helpers import free_port, write_chunk
 
     key = "test-org-key-0123456789"

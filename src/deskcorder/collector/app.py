@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from .store import Body, Limits, PutResult, Rejected, Store
-from .validate import parse_seq, valid_device, valid_session, valid_sha
+from .validate import parse_seq, valid_device, valid_session, valid_sha, valid_user
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ class Collector:
         if not isinstance(body, dict):
             return _error(400, "body must be a JSON object")
         user = body.get("user")
-        if not isinstance(user, str) or not valid_device(user):
+        if not isinstance(user, str) or not valid_user(user):
             return _error(400, "receipt needs a valid user pseudonym")
         decided = isinstance(body.get("accepted"), bool) or body.get("action") in (
             "accept",
@@ -270,7 +270,7 @@ class Collector:
     async def admin_sessions(self, request: Request) -> Response:
         self._admin(request)
         user = request.query_params.get("user")
-        if user is not None and not valid_device(user):
+        if user is not None and not valid_user(user):
             return _error(400, "invalid user pseudonym")
         rows = await anyio.to_thread.run_sync(self.store.sessions, user)
         return JSONResponse({"sessions": rows})
@@ -295,7 +295,7 @@ class Collector:
 
     def _user(self, request: Request) -> str:
         user = request.path_params["user"]
-        if not valid_device(user):
+        if not valid_user(user):
             raise Rejected(400, "invalid user pseudonym")
         return str(user)
 

@@ -32,7 +32,7 @@ from typing import IO, Any
 from deskcorder.errors import DeskcorderError, FormatError
 from deskcorder.storage.chunk import fsync_dir, iter_lines
 
-from .validate import ChunkInfo, validate_chunk
+from .validate import ChunkInfo, valid_user, validate_chunk
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -321,7 +321,7 @@ class Store:
         if header.get("device") != device:
             raise Rejected(403, "chunk header names another device than the token's")
         user = header.get("user")
-        if not isinstance(user, str) or not user or len(user) > 128:
+        if not isinstance(user, str) or not valid_user(user):
             raise Rejected(422, "chunk header has no valid user pseudonym")
 
     def has_blob(self, device: str, sha: str) -> bool:

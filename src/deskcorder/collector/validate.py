@@ -20,7 +20,7 @@ from deskcorder.storage.chunk import check_header
 
 SESSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 DEVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-USER_RE = DEVICE_RE
+USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\\-]{0,127}$")  # named mode: login names
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 MAX_SEQ = 999_999
 
@@ -35,6 +35,10 @@ def valid_session(value: str) -> bool:
 
 def valid_device(value: str) -> bool:
     return bool(DEVICE_RE.match(value)) and ".." not in value
+
+
+def valid_user(value: str) -> bool:
+    return bool(USER_RE.match(value)) and ".." not in value
 
 
 def valid_sha(value: str) -> bool:
