@@ -1,0 +1,232 @@
+"""Screenshot cost on this machine (issue 6). Prints figures; not a timed test.
+
+Usage::
+
+    .venv/bin/python bench/bench_screenshots.py [--frames 30] [--quick]
+
+Starts its own Xvfb (1920x1080, via tests/xserver.py) and measures, for an
+empty desktop, a screen full of dense random text (busy) and random noise
+(worst case):
+
+* grab + mask + downscale (to 1280 px) + encode time per frame, p50 / p95,
+  and bytes per frame, for JPEG and WebP at several ``method`` values;
+* bytes stored for an unchanged screen (second shot of the same pixels);
+* pipeline event throughput with and without screenshots being taken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.screenshots.helpers import pattern_window
+from tests.xserver import wait_for, xserver
+
+from deskcorder.capture.pipeline import Pipeline
+from deskcorder.capture.screenshots import (
+    MssGrabber,
+    ScreenshotWorker,
+    downscale,
+    encode,
+    to_image,
+)
+from deskcorder.events import RAW_BUTTON, RAW_KEY, RAW_MOVE, WindowInfo
+from deskcorder.policy.model import Policy, Screenshots
+from deskcorder.storage.blobs import BlobStore
+from deskcorder.storage.spool import Spool
+
+SCREEN = (0, 0, 1920, 1080)
+WIN = WindowInfo(id=1, title="bench", x=0, y=0, width=1920, height=1080)
+
+
+class AllowAll:
+    def blocked_reason(self) -> str | None:
+        return None
+
+    def window_rule(self, win: WindowInfo | None) -> str | None:
+        return None
+
+
+class FixedProbe:
+    def start(self, emit: Any) -> None: ...
+
+    def stop(self, timeout: float) -> None: ...
+
+    def active_window(self) -> WindowInfo | None:
+        return WIN
+
+    def visible_windows(self) -> list[WindowInfo]:
+        return [WIN]
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def measure(grabber: MssGrabber, fmt: str, quality: int, method: int, frames: int) -> str:
+    times: list[float] = []
+    sizes: list[int] = []
+    for _ in range(frames):
+        t0 = time.perf_counter()
+        frame = grabber.grab(SCREEN)
+        img = downscale(to_image(frame, [], SCREEN), 1280)
+        data = encode(img, fmt, quality, method)
+        times.append((time.perf_counter() - t0) * 1000)
+        sizes.append(len(data))
+    label = f"{fmt} q{quality}" + (f" m{method}" if fmt == "webp" else "")
+    return (
+        f"  {label:<16} p50 {statistics.median(times):6.1f} ms  p95 {pct(times, 95):6.1f} ms"
+        f"  {statistics.median(sizes) / 1024:7.1f} KiB/frame"
+    )
+
+
+def stages(grabber: MssGrabber, frames: int) -> str:
+    g: list[float] = []
+    c: list[float] = []
+    d: list[float] = []
+    for _ in range(frames):
+        t0 = time.perf_counter()
+        frame = grabber.grab(SCREEN)
+        t1 = time.perf_counter()
+        img = to_image(frame, [], SCREEN)
+        img.load()
+        t2 = time.perf_counter()
+        downscale(img, 1280)
+        t3 = time.perf_counter()
+        g.append((t1 - t0) * 1000)
+        c.append((t2 - t1) * 1000)
+        d.append((t3 - t2) * 1000)
+    return (
+        f"  stages p50: grab {statistics.median(g):.1f} ms, to RGB {statistics.median(c):.1f} ms,"
+        f" downscale {statistics.median(d):.1f} ms"
+    )
+
+
+def unchanged_bytes(tmp: Path) -> str:
+    store = BlobStore(tmp / "blobs")
+    emitted: list[tuple[Any, ...]] = []
+    worker = ScreenshotWorker(
+        Screenshots(min_spacing_s=0, after_typing_s=0),
+        gates=AllowAll(),
+        probe=FixedProbe(),
+        store=store,
+        emit=emitted.append,
+    )
+    worker.start()
+    try:
+        worker.observe({"k": "bd", "t": 0, "x": 5, "y": 5, "b": "left"})
+        wait_for(lambda: worker.shots >= 1, 20, "first shot")
+        first = worker.bytes_written
+        t0 = time.perf_counter()
+        worker.observe({"k": "bd", "t": 1, "x": 5, "y": 5, "b": "left"})
+        wait_for(lambda: worker.shots >= 2, 20, "second shot")
+        dt = (time.perf_counter() - t0) * 1000
+    finally:
+        worker.stop(5)
+    return (
+        f"  unchanged screen: first frame {first} B, second frame "
+        f"{worker.bytes_written - first} B (reused={worker.reused}, {dt:.1f} ms trigger->record)"
+    )
+
+
+def pipeline_rate(tmp: Path, n: int, interval: float | None) -> float:
+    policy = Policy.model_validate({"capture": {"screenshots": True, "mouse_move_hz": 0,
+                                                "queue_size": 4_194_304}})  # fmt: skip
+    spool = Spool(tmp, policy.spool)
+    spool.ensure()
+    pipe = Pipeline(policy, spool, lambda seq: {"format": "deskcorder-chunk", "seq": seq})
+    worker = None
+    if interval is not None:
+        worker = ScreenshotWorker(
+            Screenshots(min_spacing_s=0.0, per_hour=100_000, interval_s=interval, on_click=False),
+            gates=pipe.gates,
+            probe=FixedProbe(),
+            store=BlobStore(spool.blobs_dir),
+            emit=pipe.queue.put_nowait,
+        )
+        pipe.observers.append(worker.observe)
+        worker.start()
+        wait_for(lambda: worker.shots >= 1, 20, "screenshots running")
+    base = time.monotonic_ns()
+    for i in range(n):
+        t = base + i * 1000
+        r = i % 50
+        if r == 0:
+            pipe.queue.put_nowait((RAW_BUTTON, t, 10, 10, "left", True))
+        elif r == 1:
+            pipe.queue.put_nowait((RAW_BUTTON, t, 10, 10, "left", False))
+        elif r < 10:
+            pipe.queue.put_nowait((RAW_KEY, t, r % 2 == 0, "a", None, 97))
+        else:
+            pipe.queue.put_nowait((RAW_MOVE, t, i % 1920, i % 1080))
+    t0 = time.perf_counter()
+    pipe.start()
+    wait_for(lambda: len(pipe.queue) == 0, 300, "pipeline drained")
+    rate = n / (time.perf_counter() - t0)
+    shots = worker.shots if worker else 0
+    pipe.stop(10)
+    if worker is not None:
+        worker.stop(5)
+    label = "without screenshots" if interval is None else f"screenshots every {interval} s"
+    print(f"  pipeline {label}: {rate:,.0f} events/s ({shots} shots taken)")
+    return rate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--frames", type=int, default=30)
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--quick", action="store_true", help="fewer formats")
+    args = ap.parse_args()
+    settings: list[tuple[str, int, int]] = [("jpeg", 70, 0)]
+    methods = (0, 4) if args.quick else (0, 1, 2, 4, 6)
+    settings += [("webp", 70, m) for m in methods]
+    if not args.quick:
+        settings += [("webp", 50, 0), ("webp", 80, 0)]
+    with xserver(wm=False, size="1920x1080x24") as x, tempfile.TemporaryDirectory() as td:
+        os.environ["DISPLAY"] = x.display
+        tmp = Path(td)
+        grabber = MssGrabber()
+        print(f"deskcorder screenshot bench, {args.frames} frames each, 1920x1080 -> 1280 px")
+        for scene in ("empty", "text", "dense", "noise"):
+            proc = None
+            if scene != "empty":
+                proc = pattern_window(x, f"bench-{scene}", "1920x1080+0+0", scene)
+                # wait until the content is on screen (not the black root any more)
+                wait_for(lambda: any(grabber.grab((0, 0, 64, 64)).pixels[:4096]), 20, scene)
+            print(f"scene: {scene}")
+            print(stages(grabber, args.frames))
+            for fmt, q, m in settings:
+                print(measure(grabber, fmt, q, m, args.frames))
+            if scene == "text":
+                print(unchanged_bytes(tmp))
+                for interval in (1.0, 0.5, 0.05):
+                    base: list[float] = []
+                    shot: list[float] = []
+                    for i in range(3):
+                        base.append(pipeline_rate(tmp / f"{interval}-{i}-a", args.events, None))
+                        shot.append(pipeline_rate(tmp / f"{interval}-{i}-b", args.events, interval))
+                    change = 100 * (statistics.median(shot) / statistics.median(base) - 1)
+                    print(
+                        f"  throughput change, screenshots every {interval} s: {change:+.1f}%"
+                        " (median of 3 alternating runs)"
+                    )
+            if proc is not None and proc.stdin is not None:
+                proc.stdin.close()
+                proc.wait(10)
+        grabber.close()
+        _ = threading.active_count()
+
+
+if __name__ == "__main__":
+    main()
