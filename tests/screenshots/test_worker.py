@@ -208,12 +208,18 @@ def test_flood_stays_within_budget(tmp_path: Path) -> None:
     r = Rig(tmp_path, Screenshots(min_spacing_s=0, after_typing_s=0, per_hour=5))
     r.worker.start()
     try:
-        for i in range(200):
+        w = r.worker
+        for i in range(200):  # a flood: bursts the worker merges, and separate clicks
             r.grabber.fill = (i % 256, 0, 0)  # every frame different
-            r.worker.observe(click())
+            w.observe(click())
             if i % 10 == 0:
-                wait_for(lambda: not r.worker._triggers, 5, "worker caught up")
-        wait_for(lambda: not r.worker._triggers and r.worker._pending is None, 5, "drained")
+                wait_for(lambda: not w._triggers and w._pending is None, 5, "caught up")
+        for _ in range(10):
+            done = w.decided + 1
+            w.observe(click())
+            wait_for(lambda done=done: w.decided == done, 5, "handled")
+        skipped = lambda: w.budget_skipped + w.queue_skipped  # noqa: E731
+        wait_for(lambda: sum(g["dropped"] for g in r.out.gaps) == skipped(), 5, "gap")
     finally:
         assert r.worker.stop(5)
     assert len(r.out.shots) == 5

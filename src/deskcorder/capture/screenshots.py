@@ -108,7 +108,8 @@ class Grabber(Protocol):
 class MssGrabber:
     """:class:`Grabber` on top of mss (X11, Windows, macOS). Lazily opens the display."""
 
-    def __init__(self) -> None:
+    def __init__(self, display: str | None = None) -> None:
+        self.display = display  # X11 only; None = $DISPLAY
         self._sct: Any = None
 
     def _mss(self) -> Any:
@@ -116,7 +117,7 @@ class MssGrabber:
             import mss
 
             factory = getattr(mss, "MSS", None) or mss.mss
-            self._sct = factory()
+            self._sct = factory(display=self.display) if self.display else factory()
         return self._sct
 
     def monitors(self) -> list[Rect]:
@@ -331,6 +332,7 @@ class ScreenshotWorker:
         self.refused = 0
         self.similar_skipped = 0
         self.shots = 0
+        self.decided = 0  # pending triggers acted on (shot, refused, skipped or failed)
         self.reused = 0
         self.blobs_written = 0
         self.bytes_written = 0
@@ -485,11 +487,19 @@ class ScreenshotWorker:
         if now < ready:
             return max(0.0, ready - now)
         trig, self._pending = self._pending, None
+        try:
+            self._decide(grabber, trig, now)
+        finally:
+            self.decided += 1
+        return None
+
+    def _decide(self, grabber: Grabber, trig: _Trigger, now: float) -> None:
+        cfg = self.cfg
         while self._taken and self._taken[0] <= now - HOUR_S:
             self._taken.popleft()
         if len(self._taken) >= cfg.per_hour:
             self.budget_skipped += 1
-            return None
+            return
         self._last_attempt = now
         try:
             self._shoot(grabber, trig)
@@ -497,7 +507,6 @@ class ScreenshotWorker:
             self.failed += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("screenshot failed: %s", self.last_error)
-        return None
 
     # -- privacy --------------------------------------------------------------------
     def _check(self) -> tuple[WindowInfo, list[Rect]] | None:
