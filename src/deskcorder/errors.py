@@ -48,9 +48,3 @@ class AgentNotRunning(DeskcorderError):
     """The control socket cannot be reached (exit code 5)."""
 
     exit_code = 5
-
-
-class SpoolFull(DeskcorderError):
-    """The spool quota is reached and policy says stop capturing."""
-
-    exit_code = 6

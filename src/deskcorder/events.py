@@ -17,6 +17,7 @@ one monotonic clock; each chunk header anchors that clock to UTC.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -158,7 +159,7 @@ def expand_moves(record: dict[str, Any]) -> list[tuple[int, int, int]]:
 # Pydantic reference models (validation and JSON Schema)
 # ---------------------------------------------------------------------------
 
-_STRICT = ConfigDict(extra="forbid")
+_STRICT = ConfigDict(extra="forbid", defer_build=True)
 Micros = Annotated[int, Field(ge=0, description="microseconds since session start")]
 
 
@@ -172,7 +173,7 @@ class ClockAnchor(BaseModel):
 class ChunkHeader(BaseModel):
     """First line of every chunk."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     format: Literal["deskcorder-chunk"]
     format_version: int
     session: str
@@ -319,17 +320,22 @@ Record = Annotated[
     | ShedRec,
     Field(discriminator="k"),
 ]
-RECORD_ADAPTER: TypeAdapter[Any] = TypeAdapter(Record)
+
+
+@functools.cache
+def record_adapter() -> TypeAdapter[Any]:
+    """Built on first use: the agent itself never needs it (tests and tools do)."""
+    return TypeAdapter(Record)
 
 
 def validate_record(record: dict[str, Any]) -> None:
     """Raise ``pydantic.ValidationError`` if ``record`` is not a valid record."""
-    RECORD_ADAPTER.validate_python(record)
+    record_adapter().validate_python(record)
 
 
 def json_schema() -> dict[str, Any]:
     """JSON Schema of the header and of every record kind."""
     return {
         "header": ChunkHeader.model_json_schema(),
-        "record": RECORD_ADAPTER.json_schema(),
+        "record": record_adapter().json_schema(),
     }

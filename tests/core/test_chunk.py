@@ -37,8 +37,18 @@ def test_round_trip_and_manifest(tmp_path: Path) -> None:
     w.write_many(records(100))
     w.flush()
     w.write({"k": "gap", "t": 200, "cause": "queue_full", "dropped": 7})
-    w.write({"k": "shot", "t": 201, "sha256": "a" * 64, "fmt": "webp", "w": 1, "h": 1,
-             "mon": [0, 0, 1, 1], "reason": "click"})
+    w.write(
+        {
+            "k": "shot",
+            "t": 201,
+            "sha256": "a" * 64,
+            "fmt": "webp",
+            "w": 1,
+            "h": 1,
+            "mon": [0, 0, 1, 1],
+            "reason": "click",
+        }
+    )
     manifest = w.seal()
     path = tmp_path / chunk_name(0)
     assert path.exists() and not (tmp_path / part_name(0)).exists()
@@ -62,8 +72,9 @@ def test_sealed_chunk_is_plain_zstd_json_lines(tmp_path: Path) -> None:
     w = ChunkWriter(tmp_path, "s", 0, HEADER)
     w.write_many(records(10))
     w.seal()
-    out = subprocess.run(["zstd", "-dc", str(tmp_path / chunk_name(0))], capture_output=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["zstd", "-dc", str(tmp_path / chunk_name(0))], capture_output=True, check=True
+    ).stdout
     lines = [json.loads(x) for x in out.decode().splitlines()]
     assert lines[0] == HEADER and len(lines) == 11
 
@@ -123,7 +134,8 @@ def test_bad_chunks_are_refused_with_one_line(tmp_path: Path) -> None:
         "not-json": zstd.ZstdCompressor().compress(b"hello\n"),
         "other-format": zstd.ZstdCompressor().compress(b'{"format":"x"}\n'),
         "future": zstd.ZstdCompressor().compress(
-            b'{"format":"deskcorder-chunk","format_version":99}\n'),
+            b'{"format":"deskcorder-chunk","format_version":99}\n'
+        ),
         "empty": b"",
     }
     for name, data in cases.items():
@@ -169,8 +181,9 @@ def test_sigkill_at_random_moments_loses_nothing_flushed(tmp_path: Path) -> None
     for run in range(25):
         d = tmp_path / f"run{run}"
         d.mkdir()
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(d)], stdout=subprocess.PIPE,
-                                text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(d)], stdout=subprocess.PIPE, text=True
+        )
         assert proc.stdout is not None
         confirmed = 0
         target = rng.randrange(1, 60)

@@ -38,11 +38,13 @@ def test_defaults_without_any_file(tmp_path: Path) -> None:
 
 def test_layers_machine_then_dropins_in_name_order_then_explicit(tmp_path: Path) -> None:
     machine = tmp_path / "etc"
-    main_file = write(machine / "policy.toml", '[capture]\nmouse_move_hz = 30\nkeystrokes = "off"\n')
+    main_file = write(
+        machine / "policy.toml", '[capture]\nmouse_move_hz = 30\nkeystrokes = "off"\n'
+    )
     b = write(machine / "policy.d" / "20-b.toml", "[capture]\nmouse_move_hz = 20\n")
     a = write(machine / "policy.d" / "10-a.toml", "[capture]\nmouse_move_hz = 10\n")
     write(machine / "policy.d" / "ignored.txt", "[capture]\nmouse_move_hz = 99\n")
-    explicit = write(tmp_path / "mine.toml", '[spool]\nquota_mb = 64\n')
+    explicit = write(tmp_path / "mine.toml", "[spool]\nquota_mb = 64\n")
     assert machine_policy_files(machine) == [main_file, a, b]
     loaded = load_policy(explicit, machine_dir=machine)
     p = loaded.policy
@@ -76,9 +78,15 @@ def test_machine_dirs_are_fixed_per_os() -> None:
     ("text", "expected"),
     [
         ("[capture\nmouse = true\n", "TOML syntax error"),
-        ("[capture]\nmouse_speed = 3\n", "capture.mouse_speed: unknown key; expected one of: mouse,"),
+        (
+            "[capture]\nmouse_speed = 3\n",
+            "capture.mouse_speed: unknown key; expected one of: mouse,",
+        ),
         ("[captur]\nmouse = true\n", "captur: unknown key; expected one of: capture,"),
-        ('[capture]\nmouse_move_hz = "fast"\n', "capture.mouse_move_hz: expected a number, got 'fast'"),
+        (
+            '[capture]\nmouse_move_hz = "fast"\n',
+            "capture.mouse_move_hz: expected a number, got 'fast'",
+        ),
         ("[capture]\nmouse = 1\n", "capture.mouse: expected true or false, got 1"),
         ("[capture]\nmouse_move_hz = 5000\n", "capture.mouse_move_hz: expected a value <= 1000"),
         ("[capture]\nmouse_move_hz = -1\n", "capture.mouse_move_hz: expected a value >= 0"),
@@ -93,7 +101,9 @@ def test_machine_dirs_are_fixed_per_os() -> None:
         ("capture = 3\n", "capture: expected a table, got 3"),
     ],
 )
-def test_bad_policy_is_one_line_naming_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
+def test_bad_policy_is_one_line_naming_file_and_key(
+    tmp_path: Path, text: str, expected: str
+) -> None:
     path = write(tmp_path / "bad.toml", text)
     with pytest.raises(PolicyError) as info:
         load_policy(path, machine_dir=tmp_path / "none")
@@ -145,8 +155,10 @@ def test_example_configs_exist_and_differ(tmp_path: Path) -> None:
 
 def test_digest_changes_with_policy_and_hides_secrets(tmp_path: Path) -> None:
     a = Policy()
-    b = load_policy(write(tmp_path / "b.toml", '[identity]\norg_key = "s3cret"\n'),
-                    machine_dir=tmp_path / "none").policy
+    b = load_policy(
+        write(tmp_path / "b.toml", '[identity]\norg_key = "s3cret"\n'),
+        machine_dir=tmp_path / "none",
+    ).policy
     assert a.digest() != b.digest()
     from deskcorder.policy.model import canonical_json
 

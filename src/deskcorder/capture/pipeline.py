@@ -118,6 +118,7 @@ class Pipeline:
         self._stopped = threading.Event()
         self._flush_now = threading.Event()
         self._seen_dropped = 0
+        self._next_retention = 0.0
         self._blocked: str | None = None
         self._window: WindowInfo | None = None
         self._window_known = False
@@ -138,6 +139,7 @@ class Pipeline:
 
     def start(self) -> None:
         self._append({"k": K_START, "t": 0, "reason": "start"})
+        self._apply_retention()
         self._blocked = self.gates.blocked_reason()
         if self._blocked:
             self._append({"k": K_PAUSE, "t": 0, "src": self._blocked})
@@ -183,6 +185,7 @@ class Pipeline:
                 n += 1
                 if self._event_time_flush and self._last_t >= next_flush_t:
                     self._flush()
+                    self._maybe_rotate_and_quota()
                     next_flush_t = self._last_t + self._interval_ns // 1000
             now = time.monotonic_ns()
             if n == 0 or now >= next_flush:
@@ -232,6 +235,8 @@ class Pipeline:
             self._dirty = False
 
     def _maybe_rotate_and_quota(self) -> None:
+        if time.monotonic() >= self._next_retention:
+            self._apply_retention()
         if self.session.needs_rotation():
             manifest = self.session.seal()
             if manifest is not None:
@@ -244,6 +249,29 @@ class Pipeline:
                 callback(manifest)
             except Exception:
                 log.exception("on_sealed callback failed")
+
+    def _apply_retention(self) -> None:
+        """Delete sealed chunks older than policy's retention; record each loss as a gap."""
+        self._next_retention = time.monotonic() + 3600
+        t = max(self._last_t, self._now_t())
+        for sealed in self.spool.expired_chunks():
+            if sealed.session == self.session_id:
+                continue
+            try:
+                lost = sum(sealed.manifest().events.values())
+            except Exception:
+                lost = None
+            self.spool.delete_chunk(sealed)
+            log.warning("retention: deleted %s/%06d", sealed.session, sealed.seq)
+            rec: Record = {
+                "k": K_GAP,
+                "t": t,
+                "cause": "retention",
+                "chunk": f"{sealed.session}/{sealed.seq:06d}",
+            }
+            if lost is not None:
+                rec["dropped"] = lost
+            self._append(rec)
 
     def _check_quota(self) -> None:
         spool = self.spool

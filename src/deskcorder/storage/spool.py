@@ -167,13 +167,31 @@ class Spool:
                 manifest = sealed.manifest()
             except DeskcorderError:
                 continue
-            sealed.path.unlink(missing_ok=True)
-            sealed.manifest_path.unlink(missing_ok=True)
-            self._remove_if_empty(sealed.path.parent, keep_session)
-            self._usage_cache = None
+            self.delete_chunk(sealed, keep_session)
             log.warning("spool quota reached: dropped %s/%06d", sealed.session, sealed.seq)
             return manifest
         return None
+
+    def expired_chunks(self, now: float | None = None) -> list[SealedChunk]:
+        """Sealed chunks older than ``retention_days`` (by file time); none if retention is 0."""
+        days = self.cfg.retention_days
+        if days <= 0:
+            return []
+        limit = (time.time() if now is None else now) - days * 86400
+        out = []
+        for sealed in self.sealed_chunks():
+            try:
+                if sealed.path.stat().st_mtime < limit:
+                    out.append(sealed)
+            except OSError:
+                continue
+        return out
+
+    def delete_chunk(self, sealed: SealedChunk, keep_session: str | None = None) -> None:
+        sealed.path.unlink(missing_ok=True)
+        sealed.manifest_path.unlink(missing_ok=True)
+        self._remove_if_empty(sealed.path.parent, keep_session)
+        self._usage_cache = None
 
     def _remove_if_empty(self, session_dir: Path, keep_session: str | None) -> None:
         if session_dir.name == keep_session:
