@@ -26,6 +26,7 @@ from typing import IO, Any, Protocol
 
 from deskcorder import __version__
 from deskcorder.capture.pipeline import Pipeline
+from deskcorder.capture.screenshots import ScreenshotComponent
 from deskcorder.control.channel import ControlServer, runtime_dir
 from deskcorder.errors import AlreadyRunning, DeskcorderError
 from deskcorder.events import FORMAT_NAME, FORMAT_VERSION, RAW_CONTROL
@@ -54,6 +55,8 @@ class Component(Protocol):
 def default_components(agent: Agent) -> list[Component]:
     """The components a real agent runs, as policy enables them. One line each."""
     components: list[Component] = []
+    if agent.policy.capture.screenshots:
+        components.append(ScreenshotComponent())
     return components
 
 
