@@ -21,7 +21,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -197,7 +196,8 @@ def main() -> None:
         os.environ["DISPLAY"] = x.display
         tmp = Path(td)
         grabber = MssGrabber()
-        print(f"deskcorder screenshot bench, {args.frames} frames each, 1920x1080 -> 1280 px")
+        print(f"deskcorder screenshot bench, {args.frames} frames each, 1920x1080 -> 1280 px,"
+              f" {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
         for scene in ("empty", "text", "dense", "noise"):
             proc = None
             if scene != "empty":
@@ -225,7 +225,7 @@ def main() -> None:
                 proc.stdin.close()
                 proc.wait(10)
         grabber.close()
-        _ = threading.active_count()
+        print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """A test window: ``python patternwin.py TITLE GEOMETRY MODE``.
 
 MODE ``pattern``: four solid quadrants (red, green, blue, yellow) and no
-cursor, so the screen does not change by itself. ``text``: dense random text
-(a busy screen). ``noise``: random pixels (worst case for any codec).
+cursor, so the screen does not change by itself. ``text``: a busy screen like
+a code editor (ragged, indented lines of random words). ``dense``: every line
+full of small text. ``noise``: random pixels (worst case for any codec).
 Lines on stdin change the window title; EOF closes it.
 """
 

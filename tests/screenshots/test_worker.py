@@ -300,3 +300,16 @@ def test_downscale_and_jpeg(tmp_path: Path) -> None:
     assert shot.fmt == "jpeg" and shot.monitor == MONITORS[0]
     assert (shot.width, shot.height) == (960, 270)
     assert r.store.read(shot.sha256)[:2] == b"\xff\xd8"
+
+
+def test_grab_failure_is_counted_as_a_gap(rig: Rig) -> None:
+    def broken(rect: Any) -> Any:
+        raise OSError("XGetImage failed")
+
+    rig.grabber.grab = broken  # type: ignore[method-assign]
+    rig.worker.start()
+    rig.worker.observe(click())
+    wait_for(lambda: rig.out.gaps, 5, "gap")
+    assert rig.out.gaps == [{"cause": "screenshot_skip", "dropped": 1}]
+    assert rig.worker.status()["last_error"] == "OSError: XGetImage failed"
+    assert rig.out.shots == [] and list(rig.store) == []

@@ -505,8 +505,10 @@ class ScreenshotWorker:
             self._shoot(grabber, trig)
         except Exception as exc:
             self.failed += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("screenshot failed: %s", self.last_error)
+            error = f"{type(exc).__name__}: {exc}"
+            if error != self.last_error:  # once per distinct error, not once per frame
+                log.warning("screenshot failed: %s", error, exc_info=True)
+            self.last_error = error
 
     # -- privacy --------------------------------------------------------------------
     def _check(self) -> tuple[WindowInfo, list[Rect]] | None:
