@@ -313,3 +313,17 @@ def test_grab_failure_is_counted_as_a_gap(rig: Rig) -> None:
     assert rig.out.gaps == [{"cause": "screenshot_skip", "dropped": 1}]
     assert rig.worker.status()["last_error"] == "OSError: XGetImage failed"
     assert rig.out.shots == [] and list(rig.store) == []
+
+
+def test_interval_with_spent_budget_does_not_spin(tmp_path: Path) -> None:
+    r = Rig(tmp_path, Screenshots(min_spacing_s=0, after_typing_s=0, interval_s=0.05, per_hour=2))
+    r.worker.start()
+    try:
+        wait_for(lambda: r.worker.budget_skipped >= 3, 5, "budget skips")
+        skipped, t0 = r.worker.budget_skipped, time.monotonic()
+        wait_for(lambda: time.monotonic() - t0 > 0.3, 5, "time to pass")
+        # one skip per interval at most (0.3 s / 0.05 s, with slack), not a busy loop
+        assert r.worker.budget_skipped - skipped <= 10
+    finally:
+        r.worker.stop(5)
+    assert len(r.out.shots) == 2

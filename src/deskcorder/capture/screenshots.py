@@ -494,13 +494,12 @@ class ScreenshotWorker:
         return None
 
     def _decide(self, grabber: Grabber, trig: _Trigger, now: float) -> None:
-        cfg = self.cfg
+        self._last_attempt = now  # the interval timer restarts whatever happens next
         while self._taken and self._taken[0] <= now - HOUR_S:
             self._taken.popleft()
-        if len(self._taken) >= cfg.per_hour:
+        if len(self._taken) >= self.cfg.per_hour:
             self.budget_skipped += 1
             return
-        self._last_attempt = now
         try:
             self._shoot(grabber, trig)
         except Exception as exc:
