@@ -72,21 +72,29 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def measure(grabber: MssGrabber, fmt: str, quality: int, method: int, frames: int) -> str:
-    times: list[float] = []
-    sizes: list[int] = []
+def measure(grabber: MssGrabber, settings: list[tuple[str, int, int]], frames: int) -> list[str]:
+    """Full path per frame for every setting, interleaved so all see the same machine load."""
+    times: dict[tuple[str, int, int], list[float]] = {s: [] for s in settings}
+    sizes: dict[tuple[str, int, int], list[int]] = {s: [] for s in settings}
     for _ in range(frames):
-        t0 = time.perf_counter()
-        frame = grabber.grab(SCREEN)
-        img = downscale(to_image(frame, [], SCREEN), 1280)
-        data = encode(img, fmt, quality, method)
-        times.append((time.perf_counter() - t0) * 1000)
-        sizes.append(len(data))
-    label = f"{fmt} q{quality}" + (f" m{method}" if fmt == "webp" else "")
-    return (
-        f"  {label:<16} p50 {statistics.median(times):6.1f} ms  p95 {pct(times, 95):6.1f} ms"
-        f"  {statistics.median(sizes) / 1024:7.1f} KiB/frame"
-    )
+        for setting in settings:
+            fmt, quality, method = setting
+            t0 = time.perf_counter()
+            frame = grabber.grab(SCREEN)
+            img = downscale(to_image(frame, [], SCREEN), 1280)
+            data = encode(img, fmt, quality, method)
+            times[setting].append((time.perf_counter() - t0) * 1000)
+            sizes[setting].append(len(data))
+    lines = []
+    for setting in settings:
+        fmt, quality, method = setting
+        t, n = times[setting], sizes[setting]
+        label = f"{fmt} q{quality}" + (f" m{method}" if fmt == "webp" else "")
+        lines.append(
+            f"  {label:<16} p50 {statistics.median(t):6.1f} ms  p95 {pct(t, 95):6.1f} ms"
+            f"  {statistics.median(n) / 1024:7.1f} KiB/frame"
+        )
+    return lines
 
 
 def stages(grabber: MssGrabber, frames: int) -> str:
@@ -264,8 +272,7 @@ def main() -> None:
                 wait_for(lambda: any(grabber.grab((0, 0, 64, 64)).pixels[:4096]), 20, scene)
             print(f"scene: {scene}")
             print(stages(grabber, args.frames))
-            for fmt, q, m in settings:
-                print(measure(grabber, fmt, q, m, args.frames))
+            print("\n".join(measure(grabber, settings, args.frames)))
             if scene == "text":
                 print(unchanged_bytes(tmp))
                 for interval in () if args.no_pipeline else (1.0, 0.5, 0.1):
