@@ -76,14 +76,17 @@ def measure(grabber: MssGrabber, settings: list[tuple[str, int, int]], frames: i
     """Full path per frame for every setting, interleaved so all see the same machine load."""
     times: dict[tuple[str, int, int], list[float]] = {s: [] for s in settings}
     sizes: dict[tuple[str, int, int], list[int]] = {s: [] for s in settings}
+    cpu: dict[tuple[str, int, int], list[float]] = {s: [] for s in settings}
     for _ in range(frames):
         for setting in settings:
             fmt, quality, method = setting
+            c0 = time.thread_time()
             t0 = time.perf_counter()
             frame = grabber.grab(SCREEN)
             img = downscale(to_image(frame, [], SCREEN), 1280)
             data = encode(img, fmt, quality, method)
             times[setting].append((time.perf_counter() - t0) * 1000)
+            cpu[setting].append((time.thread_time() - c0) * 1000)
             sizes[setting].append(len(data))
     lines = []
     for setting in settings:
@@ -92,6 +95,7 @@ def measure(grabber: MssGrabber, settings: list[tuple[str, int, int]], frames: i
         label = f"{fmt} q{quality}" + (f" m{method}" if fmt == "webp" else "")
         lines.append(
             f"  {label:<16} p50 {statistics.median(t):6.1f} ms  p95 {pct(t, 95):6.1f} ms"
+            f"  CPU p50 {statistics.median(cpu[setting]):6.1f} ms"
             f"  {statistics.median(n) / 1024:7.1f} KiB/frame"
         )
     return lines
@@ -235,7 +239,6 @@ def pipeline_throughput(tmp: Path, interval: float, phases: int, phase_s: float)
         shots[on] += worker.shots - before_shots
     switch.on = False
     worker.stop(5)
-    pipe.queue._dq.clear()  # not part of the measurement: do not write the backlog
     pipe.stop(30)
     off, on_ = statistics.median(rates[False]), statistics.median(rates[True])
     print(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -327,3 +329,16 @@ def test_interval_with_spent_budget_does_not_spin(tmp_path: Path) -> None:
     finally:
         r.worker.stop(5)
     assert len(r.out.shots) == 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux")
+def test_worker_thread_runs_at_lower_priority(rig: Rig) -> None:
+    rig.worker.start()
+    rig.worker.observe(click())
+    wait_for(lambda: rig.out.shots, 5, "shot")
+    thread = rig.worker._thread
+    assert thread is not None and thread.native_id is not None
+    stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+    nice = int(stat.rsplit(")", 1)[1].split()[16])
+    assert nice >= 10
+    assert os.getpriority(os.PRIO_PROCESS, 0) < 10  # the rest of the process is untouched
