@@ -342,3 +342,23 @@ def test_worker_thread_runs_at_lower_priority(rig: Rig) -> None:
     nice = int(stat.rsplit(")", 1)[1].split()[16])
     assert nice >= 10
     assert os.getpriority(os.PRIO_PROCESS, 0) < 10  # the rest of the process is untouched
+
+
+def test_worker_never_clears_an_expired_pause_itself(tmp_path: Path) -> None:
+    from deskcorder.capture.gates import Gates
+    from deskcorder.policy.model import Policy
+
+    gates = Gates(Policy())
+    gates.paused_until = time.time() - 1  # expired; only the pipeline thread may clear it
+    r = Rig(tmp_path, Screenshots(min_spacing_s=0, after_typing_s=0))
+    r.worker.gates = gates
+    r.worker.start()
+    try:
+        r.worker.observe(click())
+        wait_for(lambda: r.worker.refused == 1, 5, "refusal")
+        assert gates.paused_until is not None and r.out.shots == []
+        gates.paused_until = None  # the pipeline's tick clears it
+        r.worker.observe(click())
+        wait_for(lambda: r.out.shots, 5, "shot after the pause")
+    finally:
+        r.worker.stop(5)

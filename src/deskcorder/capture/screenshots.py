@@ -539,7 +539,7 @@ class ScreenshotWorker:
         try:
             if self._pipeline_paused or self._pipeline_excluded:
                 return None
-            if self.gates.blocked_reason() is not None:
+            if self._gates_blocked():
                 return None
             win = self.probe.active_window()
             if win is None or self.gates.window_rule(win) is not None:
@@ -557,11 +557,26 @@ class ScreenshotWorker:
             log.warning("screenshot privacy check failed; no screenshot", exc_info=True)
             return None
 
+    def _gates_blocked(self) -> bool:
+        """Ask the pipeline's gates, without letting them change state on this thread.
+
+        ``Gates.blocked_reason`` clears an expired pause as a side effect; that
+        write belongs to the pipeline thread (it could otherwise race with a new
+        pause). An expired but not yet cleared pause counts as blocked here: the
+        pipeline clears it on its next tick.
+        """
+        until = getattr(self.gates, "paused_until", None)
+        if until is not None:
+            clock: Callable[[], float] = getattr(self.gates, "clock", time.time)
+            if clock() >= until:
+                return True
+        return self.gates.blocked_reason() is not None
+
     def _still_allowed(self, win: WindowInfo) -> bool:
         try:
             if self._pipeline_paused or self._pipeline_excluded:
                 return False
-            if self.gates.blocked_reason() is not None:
+            if self._gates_blocked():
                 return False
             now = self.probe.active_window()
             return now is not None and now.id == win.id and self.gates.window_rule(now) is None
