@@ -83,6 +83,7 @@ RECENT_FRAMES = 16
 THUMB_SIZE = (64, 36)
 THUMB_LEVEL = 12  # grey levels a thumbnail pixel must change by to count as different
 HOUR_S = 3600.0
+MONITORS_REFRESH_S = 30.0
 WORKER_NICE = 10
 
 _INPUT_KINDS = frozenset({K_BUTTON_DOWN, K_KEY_DOWN, K_KEY_UP, K_TEXT, "bu", "sc", "mv", "title"})
@@ -114,6 +115,7 @@ class MssGrabber:
     def __init__(self, display: str | None = None) -> None:
         self.display = display  # X11 only; None = $DISPLAY
         self._sct: Any = None
+        self._opened = 0.0
 
     def _mss(self) -> Any:
         if self._sct is None:
@@ -121,9 +123,12 @@ class MssGrabber:
 
             factory = getattr(mss, "MSS", None) or mss.mss
             self._sct = factory(display=self.display) if self.display else factory()
+            self._opened = time.monotonic()
         return self._sct
 
     def monitors(self) -> list[Rect]:
+        if self._sct is not None and time.monotonic() - self._opened > MONITORS_REFRESH_S:
+            self.close()  # mss caches the monitor list: reopen to see plugged/moved monitors
         return [
             (int(m["left"]), int(m["top"]), int(m["width"]), int(m["height"]))
             for m in self._mss().monitors
