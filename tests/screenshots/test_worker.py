@@ -362,3 +362,21 @@ def test_worker_never_clears_an_expired_pause_itself(tmp_path: Path) -> None:
         wait_for(lambda: r.out.shots, 5, "shot after the pause")
     finally:
         r.worker.stop(5)
+
+
+def test_excluded_window_moving_during_the_grab_discards_the_frame(rig: Rig) -> None:
+    rig.gates.excluded_titles.add("vault")
+    rig.probe.visible = [EDITOR, VAULT]
+    real_grab = rig.grabber.grab
+
+    def grab_while_vault_moves(rect: Any) -> Any:
+        frame = real_grab(rect)
+        moved = WindowInfo(id=VAULT.id, title="vault", x=600, y=200, width=200, height=100)
+        rig.probe.visible = [EDITOR, moved]  # the mask computed before the grab is stale
+        return frame
+
+    rig.grabber.grab = grab_while_vault_moves  # type: ignore[method-assign]
+    rig.worker.start()
+    rig.worker.observe(click())
+    wait_for(lambda: rig.worker.refused == 1, 5, "refusal")
+    assert rig.out.shots == [] and list(rig.store) == []

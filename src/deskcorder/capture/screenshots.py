@@ -18,9 +18,11 @@ Privacy (fail closed): no grab while the gates say capture is blocked
 the focused window as excluded, while the probe cannot tell the focused
 window or it matches an exclusion rule (private browsing included), or when
 any check raises. Visible, unfocused windows that match an exclusion rule are
-blacked out at full resolution before anything is hashed into a blob or
-encoded; if such a window's rectangle is unknown, no screenshot is taken.
-The checks are repeated after encoding, before the blob reaches disk.
+blacked out at full resolution before the image is downscaled or encoded; if
+such a window's rectangle is unknown, no screenshot is taken. All checks are
+repeated after the grab and encode, before the blob reaches disk: if the
+focused window or an excluded window's rectangle changed meanwhile, the frame
+is discarded.
 
 Identical frames: the raw pixels (plus masks and region) are hashed before
 any encoding; a frame equal to a recent one only emits a new ``shot`` record
@@ -577,17 +579,12 @@ class ScreenshotWorker:
                 return True
         return self.gates.blocked_reason() is not None
 
-    def _still_allowed(self, win: WindowInfo) -> bool:
-        try:
-            if self._pipeline_paused or self._pipeline_excluded:
-                return False
-            if self._gates_blocked():
-                return False
-            now = self.probe.active_window()
-            return now is not None and now.id == win.id and self.gates.window_rule(now) is None
-        except Exception:
-            log.warning("screenshot privacy re-check failed; frame discarded", exc_info=True)
+    def _still_allowed(self, win: WindowInfo, masks: list[Rect]) -> bool:
+        """Re-check after the grab: same focused window, same excluded rectangles."""
+        again = self._check()
+        if again is None:
             return False
+        return again[0].id == win.id and sorted(again[1]) == sorted(masks)
 
     # -- one shot ---------------------------------------------------------------------
     def _monitors(self, grabber: Grabber) -> list[Rect]:
@@ -611,7 +608,7 @@ class ScreenshotWorker:
         key = pixel_key(frame, region, masks, self._settings)
         known = self._recent.get(key)
         if known is not None and self.store.touch(known[0]):
-            if not self._still_allowed(win):
+            if not self._still_allowed(win, masks):
                 self.refused += 1
                 return
             self._recent.move_to_end(key)
@@ -628,7 +625,7 @@ class ScreenshotWorker:
                 return
             self._last_thumb = thumb
         data = encode(img, cfg.format, cfg.quality)
-        if not self._still_allowed(win):
+        if not self._still_allowed(win, masks):
             self.refused += 1
             return
         sha, written = self.store.put(data)
