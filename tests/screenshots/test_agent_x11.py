@@ -16,7 +16,7 @@ from deskcorder.policy.load import Layer, build_policy
 from deskcorder.storage.blobs import BlobStore
 from deskcorder.storage.reader import list_sessions
 from tests.screenshots.helpers import QUADRANTS, XdoProbe, geometry, pattern_window
-from tests.xserver import xserver
+from tests.xserver import XServer
 
 pytest.importorskip("PIL")
 from PIL import Image
@@ -25,10 +25,10 @@ pytestmark = pytest.mark.x11
 
 
 def test_agent_records_shots_referenced_by_manifest(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    x: XServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with xserver() as x:
-        proc = pattern_window(x, "shot-agent", "400x300+100+100")
+    proc = pattern_window(x, "shot-agent", "400x300+100+100")
+    try:
         wid = int(x.activate("shot-agent"))
         gx, gy, gw, gh = geometry(x, str(wid))
         me = {"id": 1, "title": "shot-agent"}
@@ -51,7 +51,7 @@ def test_agent_records_shots_referenced_by_manifest(
         backend.windows = XdoProbe(x)
         loaded = build_policy([Layer("test", {
             "capture": {"screenshots": True},
-            "screenshots": {"min_spacing_s": 0, "after_typing_s": 0, "max_width": 1920},
+            "screenshots": {"min_spacing_s": 0, "after_typing_s": 0, "max_width": 3840},
             "exclusions": {"titles": ["^secret-"]},
         })])  # fmt: skip
         monkeypatch.setenv("DISPLAY", x.display)
@@ -61,8 +61,10 @@ def test_agent_records_shots_referenced_by_manifest(
         runner.start()
         runner.join(30)
         assert not runner.is_alive() and result == [0]
+    finally:
         assert proc.stdin is not None
         proc.stdin.close()
+        proc.wait(10)
     (session,) = list_sessions(tmp_path / "spool")
     records = list(session.records())
     shots = [r for r in records if r["k"] == "shot"]
@@ -80,7 +82,7 @@ def test_agent_records_shots_referenced_by_manifest(
             assert not excluded, "a shot was recorded while an excluded window had focus"
             ShotRec.model_validate(rec)
             assert rec["sha256"] in referenced and store.has(rec["sha256"])
-            assert rec["win"] == wid and rec["mon"] == [0, 0, 1920, 1080]
+            assert rec["win"] == wid and rec["mon"] == [0, 0, 3840, 1080]  # mss: one screen
             img = Image.open(io.BytesIO(store.read(rec["sha256"]))).convert("RGB")
             r, g, b = img.getpixel((gx + gw // 4, gy + gh // 4))
             assert abs(r - QUADRANTS[0][0]) + g + b < 60

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,10 @@ from deskcorder.capture.gates import Gates
 from deskcorder.capture.screenshots import MssGrabber, Rect, ScreenshotWorker
 from deskcorder.policy.model import Policy, Screenshots
 from deskcorder.storage.blobs import BlobStore
+from tests.screenshots.conftest import MONITORS
 from tests.screenshots.fakes import Recorder
 from tests.screenshots.helpers import QUADRANTS, XdoProbe, geometry, pattern_window
-from tests.xserver import XServer, wait_for, xserver
+from tests.xserver import XServer, wait_for
 
 pytest.importorskip("PIL")
 from PIL import Image, ImageChops, ImageStat
@@ -22,12 +22,6 @@ from PIL import Image, ImageChops, ImageStat
 pytestmark = pytest.mark.x11
 
 POLICY = Policy.model_validate({"exclusions": {"titles": ["^secret-"]}})
-
-
-@pytest.fixture(scope="module")
-def x() -> Iterator[XServer]:
-    with xserver() as server:
-        yield server
 
 
 def close(proc: object) -> None:
@@ -64,13 +58,13 @@ def drawn(x: XServer, title: str) -> tuple[int, int, int, int]:
 
 class Rig:
     def __init__(self, x: XServer, tmp: Path, cfg: Screenshots,
-                 monitors: list[Rect] | None = None) -> None:  # fmt: skip
+                 monitors: list[Rect] = MONITORS) -> None:  # fmt: skip
         self.store = BlobStore(tmp / "blobs")
         self.out = Recorder()
         self.worker = ScreenshotWorker(
             cfg, gates=Gates(POLICY), probe=XdoProbe(x), store=self.store, emit=self.out,
             grabber_factory=lambda: MssGrabber(x.display),
-            monitors=(lambda: monitors) if monitors else None,
+            monitors=lambda: monitors,
         )  # fmt: skip
         self.worker.start()
 
@@ -189,31 +183,31 @@ def test_identical_frames_stored_once_and_flood_within_budget(x: XServer, tmp_pa
     assert rig.worker.budget_skipped == 8 and rig.worker.queue_skipped == 0
 
 
-def test_multi_monitor_geometry(tmp_path: Path) -> None:
-    with xserver(size="3840x1080x24") as wide:
-        grabber = MssGrabber(wide.display)
-        try:
-            assert grabber.monitors()[0] == (0, 0, 3840, 1080)  # mss's virtual screen
-        finally:
-            grabber.close()
-        monitors: list[Rect] = [(0, 0, 3840, 1080), (0, 0, 1920, 1080), (1920, 0, 1920, 1080)]
-        proc = pattern_window(wide, "shot-right", "400x300+2400+300")
-        one = Rig(wide, tmp_path / "one", Screenshots(min_spacing_s=0, after_typing_s=0,
-                  max_width=1920), monitors)  # fmt: skip
-        every = Rig(wide, tmp_path / "all", Screenshots(min_spacing_s=0, after_typing_s=0,
-                    scope="all_monitors"), monitors)  # fmt: skip
-        try:
-            wide.activate("shot-right")
-            rect = drawn(wide, "shot-right")
-            one.click(wide, rect[0] + 5, rect[1] + 5)
-            every.worker.observe({"k": "bd", "t": 1, "x": rect[0], "y": rect[1], "b": "left"})
-            wait_for(lambda: one.out.shots and every.out.shots, 10, "shots")
-            s1, s2 = one.out.shots[0], every.out.shots[0]
-            assert s1.monitor == (1920, 0, 1920, 1080) and (s1.width, s1.height) == (1920, 1080)
-            assert_quadrants(one.image(s1.sha256), rect, origin=(1920, 0))
-            assert s2.monitor == (0, 0, 3840, 1080) and (s2.width, s2.height) == (1280, 360)
-            assert_quadrants(every.image(s2.sha256), rect, scale=1 / 3)
-        finally:
-            one.worker.stop(5)
-            every.worker.stop(5)
-            close(proc)
+def test_multi_monitor_geometry(x: XServer, tmp_path: Path) -> None:
+    grabber = MssGrabber(x.display)
+    try:
+        assert grabber.monitors()[0] == (0, 0, 3840, 1080)  # mss's virtual screen
+    finally:
+        grabber.close()
+    proc = pattern_window(x, "shot-right", "400x300+2400+300")
+    one = Rig(x, tmp_path / "one", Screenshots(min_spacing_s=0, after_typing_s=0, max_width=1920))
+    every = Rig(x, tmp_path / "all", Screenshots(min_spacing_s=0, after_typing_s=0,
+                scope="all_monitors"))  # fmt: skip
+    try:
+        x.activate("shot-right")
+        rect = drawn(x, "shot-right")
+        one.click(x, rect[0] + 5, rect[1] + 5)
+        every.worker.observe({"k": "bd", "t": 1, "x": rect[0], "y": rect[1], "b": "left"})
+        wait_for(lambda: one.out.shots and every.out.shots, 10, "shots")
+        s1, s2 = one.out.shots[0], every.out.shots[0]
+        assert s1.monitor == (1920, 0, 1920, 1080) and (s1.width, s1.height) == (1920, 1080)
+        img = one.image(s1.sha256)
+        assert_quadrants(img, rect, origin=(1920, 0))
+        ref = reference(x, s1.monitor)
+        assert max(ImageStat.Stat(ImageChops.difference(img, ref)).mean) < 3.0
+        assert s2.monitor == (0, 0, 3840, 1080) and (s2.width, s2.height) == (1280, 360)
+        assert_quadrants(every.image(s2.sha256), rect, scale=1 / 3)
+    finally:
+        one.worker.stop(5)
+        every.worker.stop(5)
+        close(proc)
