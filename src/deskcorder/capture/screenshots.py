@@ -224,8 +224,7 @@ def to_image(frame: Frame, masks: list[Rect], region: Rect) -> PILImage.Image:
 
     img = Image.frombuffer("RGB", (frame.width, frame.height), frame.pixels, "raw", "BGRX", 0, 1)
     if masks:
-        img = img.copy()  # frombuffer shares the grab's memory
-        draw = ImageDraw.Draw(img)
+        draw = ImageDraw.Draw(img)  # BGRX -> RGB made a copy: the grab buffer is untouched
         for m in masks:
             local = intersect(m, region)
             if local is None:
