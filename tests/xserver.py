@@ -11,9 +11,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,39 @@ class XServer:
         return wid
 
 
+def start_openbox(server: XServer, timeout: float = 30.0) -> None:
+    """Start openbox and wait until it manages the screen; restart it once if it exits.
+
+    On failure the error says what openbox printed and whether it exited, so a
+    slow machine and a broken display can be told apart.
+    """
+    with tempfile.TemporaryFile() as log:
+        for _attempt in (1, 2):
+            ob = subprocess.Popen(
+                ["openbox", "--sm-disable"], env=server.env, stdout=log, stderr=subprocess.STDOUT
+            )
+            server.procs.append(ob)
+
+            def managed(ob: subprocess.Popen[bytes] = ob) -> bool:
+                if ob.poll() is not None:
+                    return True  # exited: stop waiting; handled below
+                out = server.run("xprop", "-root", "_NET_SUPPORTING_WM_CHECK", check=False)
+                return "_NET_SUPPORTING_WM_CHECK(WINDOW)" in out
+
+            with suppress(AssertionError):
+                wait_for(managed, timeout, "openbox")
+            if ob.poll() is None:
+                if managed():
+                    return
+                break  # still running but not managing: restarting would not help
+        log.seek(0)
+        printed = log.read().decode(errors="replace")[-2000:]
+    raise AssertionError(
+        f"openbox did not manage display {server.display} within {timeout}s "
+        f"(exit code {ob.poll()}); it printed: {printed!r}"
+    )
+
+
 @contextmanager
 def xserver(wm: bool = True, size: str = "1920x1080x24") -> Iterator[XServer]:
     """Start Xvfb on a free display (``-displayfd``), optionally openbox."""
@@ -110,21 +144,7 @@ def xserver(wm: bool = True, size: str = "1920x1080x24") -> Iterator[XServer]:
             raise AssertionError("Xvfb did not report a display number")
         server = XServer(f":{number}", procs)
         if wm:
-            ob = subprocess.Popen(
-                ["openbox", "--sm-disable"],
-                env=server.env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            procs.append(ob)
-            wait_for(
-                lambda: (
-                    "_NET_SUPPORTING_WM_CHECK(WINDOW)"
-                    in server.run("xprop", "-root", "_NET_SUPPORTING_WM_CHECK", check=False)
-                ),
-                10,
-                "openbox",
-            )
+            start_openbox(server)
         yield server
     finally:
         for proc in reversed(procs):

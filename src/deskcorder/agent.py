@@ -34,6 +34,7 @@ from deskcorder.platform.base import Backend
 from deskcorder.policy.load import LoadedPolicy
 from deskcorder.storage.chunk import Manifest
 from deskcorder.storage.spool import Spool, new_session_id
+from deskcorder.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class Component(Protocol):
 def default_components(agent: Agent) -> list[Component]:
     """The components a real agent runs, as policy enables them. One line each."""
     components: list[Component] = []
+    components.append(Watchdog())  # self-limits: sheds load at policy [limits]
     if agent.policy.capture.screenshots:
         components.append(ScreenshotComponent())
     return components
@@ -93,14 +95,14 @@ class InstanceLock:
     def acquire(self) -> None:
         fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the lifetime
         try:
-            if os.name == "posix":
+            if sys.platform != "win32":
                 import fcntl
 
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             else:  # pragma: no cover - Windows
                 import msvcrt
 
-                msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+                msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined,unused-ignore]
         except OSError as exc:
             fh.seek(0)
             other = fh.read().strip() or "unknown"

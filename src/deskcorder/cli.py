@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("resume", help="resume recording")
     p.set_defaults(func=cmd_resume)
+
+    from deskcorder.service.command import add_parser as add_service_parser
+
+    add_service_parser(sub)
     return parser
 
 
@@ -103,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load(args: argparse.Namespace) -> Any:
     from deskcorder.policy.load import load_policy
+    from deskcorder.policy.managed import managed_layers
 
-    return load_policy(getattr(args, "policy", None))
+    return load_policy(getattr(args, "policy", None), extra_machine_layers=managed_layers)
 
 
 def _spool_dir(args: argparse.Namespace) -> Path:

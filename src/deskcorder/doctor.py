@@ -16,8 +16,9 @@ def run_doctor(
     checks: list[Check] = []
     try:
         from deskcorder.policy.load import load_policy
+        from deskcorder.policy.managed import managed_layers
 
-        loaded = load_policy(policy_file)
+        loaded = load_policy(policy_file, extra_machine_layers=managed_layers)
         files = ", ".join(loaded.files) or "built-in defaults"
         checks.append(Check("policy", True, f"valid ({files})"))
     except DeskcorderError as exc:

@@ -34,7 +34,9 @@ def run_pipeline(
     """Feed ``raws`` (already timestamped) through a pipeline; return every record written."""
     spool = Spool(tmp / "spool", (policy or Policy()).spool)
     spool.ensure()
-    pipeline = Pipeline(policy or Policy(), spool, header, session_id="s", t0_ns=T0)
+    pipeline = Pipeline(
+        policy or Policy(), spool, header, session_id="s", t0_ns=T0, clock_ns=lambda: T0
+    )
     if setup is not None:
         setup(pipeline)
     pipeline.start()

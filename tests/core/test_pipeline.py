@@ -296,7 +296,9 @@ def test_rotation_by_size_seals_chunks_in_order(tmp_path: Path) -> None:
     spool = Spool(tmp_path, policy.spool)
     spool.ensure()
     sealed: list[int] = []
-    pipeline = Pipeline(policy, spool, header, session_id="s", t0_ns=T0, event_time_flush=True)
+    pipeline = Pipeline(
+        policy, spool, header, session_id="s", t0_ns=T0, event_time_flush=True, clock_ns=lambda: T0
+    )
     pipeline.on_sealed.append(lambda m: sealed.append(m.seq))
     pipeline.start()
     for raw in raws:
@@ -397,3 +399,18 @@ def time_now() -> float:
     import time
 
     return time.time()
+
+
+def test_record_times_never_go_backwards(tmp_path: Path) -> None:
+    """Readings from different hook threads arrive slightly out of order; t stays monotonic."""
+    raws = [
+        (RAW_MOVE, ms(10.9), 1, 1),
+        (RAW_KEY, ms(10.2), True, "a", None, 97),
+        (RAW_BUTTON, ms(9.0), 1, 1, "left", True),
+        (RAW_KEY, ms(12.5), False, "a", None, 97),
+    ]
+    records = run_pipeline(tmp_path, raws, make_policy(capture={"mouse_move_hz": 0}))
+    times = [r["t"] for r in records]
+    assert times == sorted(times)
+    assert all(t % 1000 == 0 for t in times)
+    assert [r["t"] for r in records if r["k"] in ("kd", "bd", "ku")] == [10_000, 10_000, 12_000]

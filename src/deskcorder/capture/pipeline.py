@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 Record = dict[str, Any]
 
 
+IDLE_TICK_NS = 1_000_000_000  # idle: wake at least this often (pause expiry, schedule)
+BUSY_BATCH_S = 0.02  # busy: gather events for this long between drains (<= 50 wakes/s)
+
+
 class EventQueue:
     """Bounded, non-blocking queue between hooks and the pipeline thread.
 
@@ -66,11 +70,17 @@ class EventQueue:
         self._dq: collections.deque[tuple[Any, ...]] = collections.deque()
         self._drop_lock = threading.Lock()
         self.dropped = 0
-        self.accepted = 0
+        # Set by the pipeline while it blocks on an empty queue; the first put wakes it.
+        # While busy the pipeline does not block, so puts never touch the Event.
+        self.sleeping = False
+        self.wake = threading.Event()
 
     def put_nowait(self, item: tuple[Any, ...]) -> None:
         if len(self._dq) < self.maxsize:
             self._dq.append(item)
+            if self.sleeping:
+                self.sleeping = False
+                self.wake.set()
         else:
             with self._drop_lock:  # only on the rare drop path
                 self.dropped += 1
@@ -78,6 +88,12 @@ class EventQueue:
     def put_control(self, item: tuple[Any, ...]) -> None:
         """Control messages bypass the bound: they must never be lost."""
         self._dq.append(item)
+        self.kick()
+
+    def kick(self) -> None:
+        """Wake the pipeline now (stop, flush, control)."""
+        self.sleeping = False
+        self.wake.set()
 
     def popleft(self) -> tuple[Any, ...]:
         return self._dq.popleft()
@@ -87,6 +103,11 @@ class EventQueue:
 
 
 class Pipeline:
+    #: Record times are microseconds, rounded down to this many (1 ms: input devices
+    #: poll every 1-8 ms, so finer digits are host jitter; they cost ~25 % of the
+    #: compressed size, see docs/performance.md). 1 keeps full microseconds.
+    time_resolution_us = 1000
+
     def __init__(
         self,
         policy: Policy,
@@ -96,6 +117,7 @@ class Pipeline:
         session_id: str | None = None,
         t0_ns: int | None = None,
         event_time_flush: bool = False,
+        clock_ns: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self.policy = policy
         self.spool = spool
@@ -109,6 +131,7 @@ class Pipeline:
         self.on_sealed: list[Callable[[Manifest], None]] = []
         self.scrub_title: Callable[[str], str] = lambda title: title
         self.key_filter: Callable[[Record, WindowInfo | None], list[Record]] | None = None
+        self._clock_ns = clock_ns  # stamps periodic records (tests pass a fixed clock)
         self._interval_ns = int(policy.spool.flush_interval_s * 1e9)
         self._event_time_flush = event_time_flush
         self._out: list[Record] = []
@@ -150,6 +173,7 @@ class Pipeline:
         """Drain the queue, write the end record, seal. True if done within ``timeout``."""
         self._end_reason = reason
         self._stop.set()
+        self.queue.kick()
         if self._thread is not None:
             self._thread.join(timeout)
             return not self._thread.is_alive()
@@ -157,6 +181,7 @@ class Pipeline:
 
     def request_flush(self) -> None:
         self._flush_now.set()
+        self.queue.kick()
 
     def wait_stopped(self, timeout: float) -> bool:
         return self._stopped.wait(timeout)
@@ -175,7 +200,6 @@ class Pipeline:
         q = self.queue
         next_flush = time.monotonic_ns() + self._interval_ns
         next_flush_t = self._interval_ns // 1000
-        idle_wait = 0.005
         while True:
             stopping = self._stop.is_set()
             n = 0
@@ -189,7 +213,7 @@ class Pipeline:
                     next_flush_t = self._last_t + self._interval_ns // 1000
             now = time.monotonic_ns()
             if n == 0 or now >= next_flush:
-                self._tick(now)
+                self._tick(self._clock_ns())
             if now >= next_flush or self._flush_now.is_set():
                 self._flush_now.clear()
                 self._flush()
@@ -199,13 +223,19 @@ class Pipeline:
                 self._finish()
                 return
             if n == 0:
-                self._stop.wait(idle_wait)
-                idle_wait = min(idle_wait * 2, 0.05)
+                # Idle: block until the first new event, a due flush or tick, or stop.
+                timeout = max(0, min(next_flush - now, IDLE_TICK_NS)) / 1e9
+                q.sleeping = True
+                if not q and not self._stop.is_set() and not self._flush_now.is_set():
+                    q.wake.wait(timeout)
+                q.sleeping = False
+                q.wake.clear()
             else:
-                idle_wait = 0.005
+                # Busy: let events accumulate for a moment and process them as a batch.
+                self._stop.wait(BUSY_BATCH_S)
 
     def _finish(self) -> None:
-        t = max(self._last_t, self._now_t())
+        t = self._now_t()
         self.moves.before_discrete(self._out)
         self._check_drops(t)
         self._append({"k": K_END, "t": t, "reason": getattr(self, "_end_reason", "stop")})
@@ -214,11 +244,22 @@ class Pipeline:
         if manifest is not None:
             self._sealed(manifest)
 
+    def _stamp(self, ns: int) -> int:
+        """Session time of a monotonic ns reading: whole ``time_resolution_us``, never
+        earlier than a record already written (hooks on different threads and the
+        periodic tick can hand over readings slightly out of order)."""
+        res = self.time_resolution_us
+        t = (ns - self.t0_ns) // (1000 * res) * res
+        if t <= self._last_t:
+            return self._last_t
+        self._last_t = t
+        return t
+
     def _now_t(self) -> int:
-        return max(0, (time.monotonic_ns() - self.t0_ns) // 1000)
+        return self._stamp(self._clock_ns())
 
     def _tick(self, now_ns: int) -> None:
-        t = max(0, (now_ns - self.t0_ns) // 1000)
+        t = self._stamp(now_ns)
         self._check_drops(t)
         self._update_blocked(t)
         self.moves.tick(t, self._out)
@@ -253,7 +294,7 @@ class Pipeline:
     def _apply_retention(self) -> None:
         """Delete sealed chunks older than policy's retention; record each loss as a gap."""
         self._next_retention = time.monotonic() + 3600
-        t = max(self._last_t, self._now_t())
+        t = self._now_t()
         for sealed in self.spool.expired_chunks():
             if sealed.session == self.session_id:
                 continue
@@ -281,7 +322,7 @@ class Pipeline:
             if self.gates.quota_blocked and used < quota * 0.9:
                 self.gates.quota_blocked = False
             return
-        t = max(self._last_t, self._now_t())
+        t = self._now_t()
         if spool.cfg.on_full == "drop_oldest":
             while used >= quota:
                 dropped = spool.drop_oldest_sealed(keep_session=self.session_id)
@@ -338,11 +379,7 @@ class Pipeline:
 
     def _process(self, raw: tuple[Any, ...]) -> None:
         tag = raw[0]
-        t = (raw[1] - self.t0_ns) // 1000
-        if t < 0:
-            t = 0
-        if t > self._last_t:
-            self._last_t = t
+        t = self._stamp(raw[1])
         if tag == RAW_MOVE:
             if self._want_mouse and self._blocked is None and self._excluded is None:
                 self.moves.move(t, raw[2], raw[3], self._out)

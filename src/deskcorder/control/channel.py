@@ -45,7 +45,7 @@ def runtime_dir() -> Path:
             base = Path(tempfile.gettempdir()) / f"deskcorder-{uid}"
         path = base
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if os.name == "posix":
+    if sys.platform != "win32":
         st = path.stat()
         if st.st_uid != os.getuid():
             raise DeskcorderError(f"{path}: runtime folder is owned by another user; refusing")
@@ -69,7 +69,7 @@ class ControlServer:
         self.path: Path | None = None
 
     def start(self) -> None:
-        if os.name != "posix":  # pragma: no cover - Windows named pipe
+        if sys.platform == "win32":  # pragma: no cover - Windows named pipe
             self._thread = threading.Thread(
                 target=self._serve_pipe, name="deskcorder-control", daemon=True
             )
@@ -175,7 +175,7 @@ def _recv_line(conn: socket.socket) -> bytes:
 def request(cmd: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
     """Send one request to the running agent and return its reply (raises AgentNotRunning)."""
     message = json.dumps({"cmd": cmd, **fields}).encode() + b"\n"
-    if os.name != "posix":  # pragma: no cover - Windows only
+    if sys.platform == "win32":  # pragma: no cover - Windows only
         from multiprocessing.connection import Client
 
         try:

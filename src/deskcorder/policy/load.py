@@ -55,10 +55,10 @@ def _windows_program_data() -> Path:
             (wintypes.BYTE * 8)(0xA9, 0xDD, 0x07, 0x0D, 0x1D, 0x49, 0x5D, 0x97),
         )
         out = ctypes.c_wchar_p()
-        shell32 = ctypes.windll.shell32  # type: ignore[attr-defined]
+        shell32 = ctypes.windll.shell32  # type: ignore[attr-defined,unused-ignore]
         if shell32.SHGetKnownFolderPath(ctypes.byref(fid), 0, None, ctypes.byref(out)) == 0:
             path = out.value or r"C:\ProgramData"
-            ctypes.windll.ole32.CoTaskMemFree(out)  # type: ignore[attr-defined]
+            ctypes.windll.ole32.CoTaskMemFree(out)  # type: ignore[attr-defined,unused-ignore]
             return Path(path)
     except (OSError, AttributeError, ValueError):
         pass
