@@ -57,7 +57,7 @@ def default_components(agent: Agent) -> list[Component]:
     """The components a real agent runs, as policy enables them. One line each."""
     components: list[Component] = []
     components.append(Watchdog())  # self-limits: sheds load at policy [limits]
-    if agent.policy.capture.screenshots:
+    if agent is not None and agent.policy.capture.screenshots:  # None: tests list names
         components.append(ScreenshotComponent())
     return components
 
