@@ -52,6 +52,7 @@ class FakeGrabber:
         self.fill = (255, 255, 255)
         self.patches: list[tuple[Rect, tuple[int, int, int]]] = []
         self.grabs: list[Rect] = []
+        self.scale = 1  # 2: a HiDPI screen grabbed at twice its coordinates (macOS Retina)
 
     def monitors(self) -> list[Rect]:
         return list(self._monitors)
@@ -65,9 +66,11 @@ class FakeGrabber:
         for (x, y, w, h), colour in self.patches:
             draw.rectangle((x - rect[0], y - rect[1], x - rect[0] + w - 1,
                             y - rect[1] + h - 1), fill=colour)  # fmt: skip
+        if self.scale != 1:
+            img = img.resize((rect[2] * self.scale, rect[3] * self.scale), Image.Resampling.NEAREST)
         r, g, b = img.split()
         bgra = Image.merge("RGBA", (b, g, r, Image.new("L", img.size, 255)))
-        return Frame(bgra.tobytes(), rect[2], rect[3])
+        return Frame(bgra.tobytes(), img.width, img.height)
 
     def close(self) -> None:
         """Nothing to release."""

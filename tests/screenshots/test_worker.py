@@ -380,3 +380,24 @@ def test_excluded_window_moving_during_the_grab_discards_the_frame(rig: Rig) -> 
     rig.worker.observe(click())
     wait_for(lambda: rig.worker.refused == 1, 5, "refusal")
     assert rig.out.shots == [] and list(rig.store) == []
+
+
+def test_hidpi_frame_masks_scaled_and_geometry_logical(tmp_path: Path) -> None:
+    r = Rig(tmp_path, Screenshots(min_spacing_s=0, after_typing_s=0, max_width=4000))
+    r.gates.excluded_titles.add("vault")
+    r.probe.visible = [EDITOR, VAULT]
+    r.grabber.scale = 2
+    r.grabber.patches.append(((300, 200, 200, 100), (10, 200, 30)))  # the vault's pixels
+    r.worker.start()
+    try:
+        r.worker.observe(click())
+        wait_for(lambda: r.out.shots, 5, "shot")
+    finally:
+        r.worker.stop(5)
+    shot = r.out.shots[0]
+    assert shot.monitor == (0, 0, 1920, 1080)  # screen coordinates
+    assert (shot.width, shot.height) == (3840, 2160)  # pixels as grabbed
+    img = r.image(shot.sha256)
+    inside = img.crop((602, 402, 998, 598)).getextrema()  # the vault at 2x
+    assert all(hi <= 8 for _, hi in inside), inside
+    assert min(img.getpixel((300, 300))) >= 240 and min(img.getpixel((1100, 500))) >= 240

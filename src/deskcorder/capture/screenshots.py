@@ -37,6 +37,7 @@ import collections
 import hashlib
 import io
 import logging
+import math
 import os
 import sys
 import threading
@@ -219,18 +220,27 @@ def scaled_size(width: int, height: int, max_width: int) -> tuple[int, int]:
 
 
 def to_image(frame: Frame, masks: list[Rect], region: Rect) -> PILImage.Image:
-    """RGB image of ``frame`` with every mask rectangle (screen coords) blacked out."""
+    """RGB image of ``frame`` with every mask rectangle (screen coords) blacked out.
+
+    ``region`` is the grabbed area in screen coordinates. The frame may have
+    more pixels than that (HiDPI: macOS grabs Retina screens at 2x); masks are
+    scaled to the frame and rounded outwards, so they never cover less.
+    """
     from PIL import Image, ImageDraw
 
     img = Image.frombuffer("RGB", (frame.width, frame.height), frame.pixels, "raw", "BGRX", 0, 1)
     if masks:
+        sx, sy = frame.width / region[2], frame.height / region[3]
         draw = ImageDraw.Draw(img)  # BGRX -> RGB made a copy: the grab buffer is untouched
         for m in masks:
             local = intersect(m, region)
             if local is None:
                 continue
-            x0, y0 = local[0] - region[0], local[1] - region[1]
-            draw.rectangle((x0, y0, x0 + local[2] - 1, y0 + local[3] - 1), fill=(0, 0, 0))
+            x0 = math.floor((local[0] - region[0]) * sx)
+            y0 = math.floor((local[1] - region[1]) * sy)
+            x1 = math.ceil((local[0] - region[0] + local[2]) * sx)
+            y1 = math.ceil((local[1] - region[1] + local[3]) * sy)
+            draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=(0, 0, 0))
     return img
 
 
@@ -603,7 +613,6 @@ class ScreenshotWorker:
         region = choose_region(cfg.scope, self._monitors(grabber), win, trig.point)
         t_ns = time.monotonic_ns()
         frame = grabber.grab(region)
-        region = (region[0], region[1], frame.width, frame.height)
         key = pixel_key(frame, region, masks, self._settings)
         known = self._recent.get(key)
         if known is not None and self.store.touch(known[0]):
