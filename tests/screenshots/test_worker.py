@@ -203,7 +203,7 @@ def test_trigger_queue_is_bounded_and_skips_become_a_gap(rig: Rig) -> None:
     assert rig.out.gaps[0] == {"cause": "screenshot_skip", "dropped": 12}
     # the queued triggers were merged into one shot
     wait_for(lambda: rig.out.shots, 5, "shot")
-    assert rig.worker.coalesced == TRIGGER_QUEUE - 1
+    assert rig.worker.status()["coalesced"] == TRIGGER_QUEUE - 1
 
 
 def test_flood_stays_within_budget(tmp_path: Path) -> None:
@@ -243,7 +243,7 @@ def test_min_spacing_merges_triggers(tmp_path: Path) -> None:
         wait_for(lambda: len(r.out.shots) >= 2, 5, "second shot")
         assert time.monotonic() - t_first >= 0.25
         assert len(r.out.shots) == 2
-        assert r.worker.coalesced == 4
+        assert r.worker.status()["coalesced"] == 4
     finally:
         r.worker.stop(5)
 
@@ -401,3 +401,21 @@ def test_hidpi_frame_masks_scaled_and_geometry_logical(tmp_path: Path) -> None:
     inside = img.crop((602, 402, 998, 598)).getextrema()  # the vault at 2x
     assert all(hi <= 8 for _, hi in inside), inside
     assert min(img.getpixel((300, 300))) >= 240 and min(img.getpixel((1100, 500))) >= 240
+
+
+def test_triggers_during_min_spacing_do_not_wake_the_worker(tmp_path: Path) -> None:
+    r = Rig(tmp_path, Screenshots(min_spacing_s=2.0, after_typing_s=0))
+    r.worker.start()
+    try:
+        r.worker.observe(click())
+        wait_for(lambda: r.out.shots, 5, "first shot")
+        r.worker.observe(click())  # held until the spacing has passed
+        wait_for(lambda: r.worker._holding, 5, "worker holding a trigger")
+        for _ in range(1000):  # a burst of clicks: merged, not queued, not lost
+            r.worker.observe(click())
+        assert len(r.worker._triggers) == 0
+        assert r.worker.merged_while_waiting == 1000 and r.worker.queue_skipped == 0
+        assert r.worker.status()["coalesced"] == 1000
+    finally:
+        r.worker.stop(5)
+    assert r.out.gaps == [] and len(r.out.shots) == 1
