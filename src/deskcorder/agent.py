@@ -7,14 +7,10 @@ the stop budget (2 s) -> the pipeline seals the last chunk.
 
 from __future__ import annotations
 
-import getpass
-import hashlib
-import hmac
 import logging
 import os
 import platform as _platform
 import signal
-import socket
 import sys
 import threading
 import time
@@ -26,10 +22,12 @@ from typing import IO, Any, Protocol
 
 from deskcorder import __version__
 from deskcorder.capture.pipeline import Pipeline
+from deskcorder.capture.privacy import PrivacyComponent
 from deskcorder.capture.screenshots import ScreenshotComponent
 from deskcorder.control.channel import ControlServer, runtime_dir
 from deskcorder.errors import AlreadyRunning, DeskcorderError
 from deskcorder.events import FORMAT_NAME, FORMAT_VERSION, RAW_CONTROL
+from deskcorder.identity import identities
 from deskcorder.platform.base import Backend
 from deskcorder.policy.load import LoadedPolicy
 from deskcorder.storage.chunk import Manifest
@@ -57,32 +55,23 @@ def default_components(agent: Agent) -> list[Component]:
     """The components a real agent runs, as policy enables them. One line each."""
     components: list[Component] = []
     components.append(Watchdog())  # self-limits: sheds load at policy [limits]
+    components += privacy_components(agent)  # tray icon (or a notification without a tray)
     if agent is not None and agent.policy.capture.screenshots:  # None: tests list names
         components.append(ScreenshotComponent())
     return components
+
+
+def privacy_components(agent: Agent) -> list[Component]:
+    """The visible indicator (the privacy component itself always runs, see Agent.run)."""
+    from deskcorder.capture.tray import TrayComponent
+
+    return [TrayComponent()]
 
 
 def default_spool_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("deskcorder", appauthor=False)) / "spool"
-
-
-def pseudonym(kind: str, value: str, key: str) -> str:
-    """HMAC-SHA256 of a stable identifier under the org key (hex, 32 chars)."""
-    mac = hmac.new(key.encode(), f"{kind}:{value}".encode(), hashlib.sha256)
-    return f"{kind[0]}-{mac.hexdigest()[:32]}"
-
-
-def machine_id() -> str:
-    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
-        try:
-            value = Path(path).read_text().strip()
-            if value:
-                return value
-        except OSError:
-            continue
-    return socket.gethostname()
 
 
 class InstanceLock:
@@ -148,13 +137,11 @@ class Agent:
         self.session_id = new_session_id()
         self.t0_ns = time.monotonic_ns()
         self.started_at = datetime.now(timezone.utc)
-        key = self.policy.identity.org_key.get_secret_value()
-        if self.policy.identity.mode == "named":
-            self.user_id = getpass.getuser()
-            self.device_id = socket.gethostname()
-        else:
-            self.user_id = pseudonym("user", f"{machine_id()}:{getpass.getuser()}", key)
-            self.device_id = pseudonym("device", machine_id(), key)
+        ids = identities(self.policy.identity)
+        self.user_id, self.device_id = ids.user, ids.device
+        # decides the effective keystroke mode (full needs a secure-input probe)
+        self.privacy = PrivacyComponent(self.policy, backend)
+        self.keystrokes = self.privacy.keystrokes
         self._screens: list[tuple[int, int, int, int]] = []
         self._layout: str | None = None
         self.shed_level = 0
@@ -190,7 +177,7 @@ class Agent:
             "screen": [list(s) for s in self._screens],
             "keyboard_layout": self._layout,
             "policy_digest": self.policy.digest(),
-            "keystrokes": cap.keystrokes,
+            "keystrokes": self.keystrokes,
             "mouse_move_hz": cap.mouse_move_hz,
             "streams": {
                 "mouse": cap.mouse,
@@ -233,7 +220,14 @@ class Agent:
         except Exception:
             self._layout = None
         pipeline = Pipeline(
-            self.policy, spool, self.header, session_id=self.session_id, t0_ns=self.t0_ns
+            self.policy,
+            spool,
+            self.header,
+            session_id=self.session_id,
+            t0_ns=self.t0_ns,
+            keystrokes=self.keystrokes,
+            secure_probe=self.privacy.secure_probe(),
+            secure_poll=self.privacy.secure_poll(),
         )
         pipeline.on_sealed.append(self._sealed)
         self.pipeline = pipeline
@@ -241,6 +235,9 @@ class Agent:
         pipeline.start()
         started: list[Any] = []
         try:
+            # secure-input monitor, notice, consent control: before any input source
+            self.privacy.start(self)
+            started.append(self.privacy)
             cap = self.policy.capture
             if self.policy.pause.on_lock:
                 backend.session.start(self.emit)
@@ -258,6 +255,7 @@ class Agent:
             control = ControlServer(self.control_handlers)
             control.start()
             started.append(control)
+            self.privacy.announce()  # the notice, once everything has started
         except BaseException:
             self._stop_all(started, pipeline, "error")
             raise

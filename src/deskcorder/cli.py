@@ -94,6 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", help="resume recording")
     p.set_defaults(func=cmd_resume)
 
+    p = sub.add_parser("consent", help="show, accept or withdraw the recording notice")
+    p.add_argument("action", choices=["show", "accept", "withdraw"])
+    _add_policy(p)
+    _add_spool(p)
+    p.set_defaults(func=cmd_consent)
+
+    p = sub.add_parser("review", help="approve or delete sealed chunks before upload")
+    p.add_argument(
+        "action", nargs="?", default="list", choices=["list", "show", "approve", "delete"]
+    )
+    p.add_argument("chunk", nargs="?", help="SESSION/SEQ, SESSION or all (show/approve/delete)")
+    _add_spool(p)
+    p.set_defaults(func=cmd_review)
+
     from deskcorder.service.command import add_parser as add_service_parser
 
     add_service_parser(sub)
@@ -220,6 +234,18 @@ def cmd_resume(args: argparse.Namespace) -> int:
     _control("resume")
     print("recording resumed")
     return 0
+
+
+def cmd_consent(args: argparse.Namespace) -> int:
+    from deskcorder.capture.privacy import consent_command
+
+    return consent_command(args.action, _load(args).policy, _spool_dir(args), sys.stdout)
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from deskcorder.review import review_command
+
+    return review_command(args.action, args.chunk, _spool_dir(args), sys.stdout)
 
 
 # ---------------------------------------------------------------------------

@@ -36,6 +36,11 @@ def run_doctor(
         backend = select_backend(backend_name)
         checks.append(Check("backend", True, backend.name))
         checks.extend(backend.doctor())
+        from deskcorder.capture.privacy import doctor_checks
+        from deskcorder.policy.model import Policy
+
+        policy = loaded.policy if "loaded" in locals() else Policy()
+        checks.extend(doctor_checks(policy, backend))
     except DeskcorderError as exc:
         checks.append(Check("backend", False, str(exc)))
     for check in checks:

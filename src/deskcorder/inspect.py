@@ -127,9 +127,13 @@ def inspect_spool(
                 out.write(json.dumps(rec, ensure_ascii=False) + "\n")
         return 0
     summaries = [summarize(session) for session in sessions]
+    local = local_state(spool)
     if as_json:
-        out.write(json.dumps({"spool": str(spool), "sessions": summaries}, indent=2) + "\n")
+        out.write(
+            json.dumps({"spool": str(spool), "sessions": summaries, **local}, indent=2) + "\n"
+        )
         return 0
+    write_local_state(local, out)
     if not summaries:
         out.write(f"No sessions in {spool}.\n")
         return 0
@@ -156,3 +160,33 @@ def inspect_spool(
         for d in s["damaged"]:
             out.write(f"  warning  {d}\n")
     return 0
+
+
+def local_state(spool: Path) -> dict[str, Any]:
+    """Consent receipts and review state kept on this machine (privacy, issue 5)."""
+    from deskcorder.consent import receipts
+    from deskcorder.review import is_approved
+    from deskcorder.storage.spool import Spool
+
+    chunks = Spool(spool).sealed_chunks()
+    approved = sum(1 for c in chunks if is_approved(c))
+    return {
+        "consent_receipts": [r.data for r in receipts(spool)],
+        "review": {"sealed_chunks": len(chunks), "approved": approved},
+    }
+
+
+def write_local_state(local: dict[str, Any], out: TextIO) -> None:
+    found = local["consent_receipts"]
+    if found:
+        last = found[-1]
+        out.write(
+            f"Consent receipts: {len(found)}; latest: {last.get('action')} of notice "
+            f"{last.get('notice_version')} at {last.get('utc')} (user {last.get('user')})\n"
+        )
+    review = local["review"]
+    if review["sealed_chunks"]:
+        out.write(
+            f"Sealed chunks on this machine: {review['sealed_chunks']} "
+            f"({review['approved']} approved for upload; see `deskcorder review`)\n"
+        )

@@ -45,6 +45,19 @@ def format_status(s: dict[str, Any]) -> str:
         f"  spool    {_mb(s.get('spool_bytes'))} of {_mb(s.get('spool_quota_bytes'))} "
         f"at {s.get('spool')}"
     )
+    privacy = s.get("privacy")
+    if isinstance(privacy, dict):
+        keys = privacy.get("keystrokes")
+        if keys != privacy.get("keystrokes_policy"):
+            keys = f"{keys} (policy says {privacy.get('keystrokes_policy')}; no secure-input probe)"
+        lines.append(f"  keys     {keys}; secure input: {privacy.get('secure_input')}")
+        change = privacy.get("schedule_next_change_utc")
+        if change:
+            lines.append(f"  schedule work hours apply; next change at {change}")
+    tray = s.get("tray")
+    if isinstance(tray, dict):
+        shown = "shown" if tray.get("shown") else f"not shown ({tray.get('unavailable')})"
+        lines.append(f"  tray     {shown}")
     upload = s.get("uploader")
     if isinstance(upload, dict):
         for key, value in upload.items():

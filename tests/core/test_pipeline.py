@@ -82,16 +82,19 @@ def test_keystrokes_full(tmp_path: Path) -> None:
     records = run_pipeline(
         tmp_path, typing("a1") + ctrl("c", 20), make_policy(capture={"keystrokes": "full"})
     )
+    # key records never carry a printable character (nor a keysym spelling it);
+    # the typed text is in a scrubbed `text` record (see tests/privacy)
     assert keys(records) == [
-        {"k": "kd", "key": "a", "ch": "a", "vk": 97},
-        {"k": "ku", "key": "a", "ch": "a", "vk": 97},
-        {"k": "kd", "key": "1", "ch": "1", "vk": 49},
-        {"k": "ku", "key": "1", "ch": "1", "vk": 49},
+        {"k": "kd", "cls": "letter"},
+        {"k": "ku", "cls": "letter"},
+        {"k": "kd", "cls": "digit"},
+        {"k": "ku", "cls": "digit"},
         {"k": "kd", "key": "ctrl_l", "vk": 0xFFE3},
-        {"k": "kd", "key": "c", "ch": "c", "vk": 99, "mods": ["ctrl"]},
-        {"k": "ku", "key": "c", "ch": "c", "vk": 99, "mods": ["ctrl"]},
+        {"k": "kd", "key": "c", "mods": ["ctrl"]},
+        {"k": "ku", "key": "c", "mods": ["ctrl"]},
         {"k": "ku", "key": "ctrl_l", "vk": 0xFFE3},
     ]
+    assert [r["text"] for r in records if r["k"] == "text"] == ["a1"]
 
 
 def test_keystrokes_redacted_keeps_classes_names_and_shortcuts_only(tmp_path: Path) -> None:
@@ -142,9 +145,16 @@ def test_modifier_state_tracked_per_physical_key(tmp_path: Path) -> None:
         (RAW_KEY, ms(6), True, "a", None, 97),
     ]
     records = run_pipeline(tmp_path, raws, make_policy(capture={"keystrokes": "full"}))
-    letters = [r for r in records if r.get("ch") in ("A", "a")]
-    assert letters[0]["mods"] == ["shift"]
-    assert "mods" not in letters[1]
+    assert [r["text"] for r in records if r["k"] == "text"] == ["Aa"]
+    from deskcorder.capture.redact import KeyRedactor
+
+    red = KeyRedactor("full")
+    red.key(True, None, "shift_l", 1)
+    red.key(True, None, "shift_r", 2)
+    red.key(False, None, "shift_l", 1)
+    assert red.key(True, "A", None, 65) == {"cls": "letter", "ch": "A", "mods": ["shift"]}
+    red.key(False, None, "shift_r", 2)
+    assert red.key(True, "a", None, 97) == {"cls": "letter", "ch": "a"}
 
 
 def test_move_sampling_keeps_exact_positions_around_clicks(tmp_path: Path) -> None:
@@ -206,10 +216,11 @@ def test_pause_writes_only_markers_and_blocks_everything(tmp_path: Path) -> None
     p, r = kinds.index("pause"), kinds.index("resume")
     assert records[p] == {"k": "pause", "t": 10_000, "src": "user"}
     assert all(k not in ("kd", "ku", "mv", "title") for k in kinds[p:r])
-    assert "secret" not in "".join(x.get("ch", "") for x in records)
+    assert "secret" not in repr(records)
     # after resume the window context is written again (with its new title) before input
     assert records[r + 1]["k"] == "focus" and records[r + 1]["win"]["title"] == "Private"
-    assert [x.get("ch") for x in records[r + 1 :] if x["k"] == "kd"] == ["z"]
+    assert [x.get("cls") for x in records[r + 1 :] if x["k"] == "kd"] == ["letter"]
+    assert [x["text"] for x in records if x["k"] == "text"] == ["ab", "z"]
 
 
 def test_lock_pauses_capture_when_policy_says(tmp_path: Path) -> None:
@@ -243,7 +254,7 @@ def test_excluded_window_yields_only_a_marker(tmp_path: Path) -> None:
     policy = make_policy(capture={"keystrokes": "full"}, exclusions={"apps": ["keepassxc"]})
     records = run_pipeline(tmp_path, raws, policy)
     text = repr(records)
-    assert "Vault" not in text and "hunter2" not in "".join(r.get("ch", "") for r in records)
+    assert "Vault" not in text and "hunter2" not in text
     assert "bank" not in text and "KeePassXC" not in text
     e = next(i for i, r in enumerate(records) if r["k"] == "excl")
     assert records[e] == {"k": "excl", "t": 20_000, "rule": "app"}

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from deskcorder.capture.exclusions import builtin_rules
+from deskcorder.capture.schedule import schedule_check
 from deskcorder.events import WindowInfo
 from deskcorder.policy.model import Policy
 
@@ -36,8 +38,8 @@ class Gates:
         self.inactive = False
         self.consent_ok = not policy.notice.require_ack
         self.quota_blocked = False
-        self.schedule_check: Callable[[float], bool] | None = None
-        self.extra_window_rules: list[WindowRule] = []
+        self.schedule_check: Callable[[float], bool] | None = schedule_check(policy.schedule)
+        self.extra_window_rules: list[WindowRule] = builtin_rules(policy.exclusions)
         ex = policy.exclusions
         self._deny_apps = {a.lower() for a in ex.apps}
         self._allow_apps = {a.lower() for a in ex.allow_apps}

@@ -16,6 +16,8 @@ from typing import Any
 from deskcorder.capture.coalesce import MoveCoalescer
 from deskcorder.capture.gates import Gates
 from deskcorder.capture.redact import KeyRedactor
+from deskcorder.capture.scrub import safe_scrub
+from deskcorder.capture.textbuf import KeyFilter, SecureProbe
 from deskcorder.events import (
     K_BUTTON_DOWN,
     K_BUTTON_UP,
@@ -118,6 +120,9 @@ class Pipeline:
         t0_ns: int | None = None,
         event_time_flush: bool = False,
         clock_ns: Callable[[], int] = time.monotonic_ns,
+        keystrokes: str | None = None,
+        secure_probe: SecureProbe | None = None,
+        secure_poll: SecureProbe | None = None,
     ) -> None:
         self.policy = policy
         self.spool = spool
@@ -125,12 +130,22 @@ class Pipeline:
         self.t0_ns = time.monotonic_ns() if t0_ns is None else t0_ns
         self.session: SessionWriter = spool.open_session(header_factory, session_id)
         self.gates = Gates(policy)
-        self.redactor = KeyRedactor(policy.capture.keystrokes)
+        if policy.notice.require_ack:
+            from deskcorder.consent import has_consent
+
+            self.gates.consent_ok = has_consent(spool.root, policy)
+        # keystrokes may be lower than policy's (full degrades without a secure-input probe)
+        self.keystrokes = keystrokes or policy.capture.keystrokes
+        self.redactor = KeyRedactor(self.keystrokes)
+        # every key record passes the key filter: it drops characters, buffers and
+        # scrubs full-mode text, and applies secure input (see capture/textbuf.py)
+        self.key_filter = KeyFilter(
+            self.keystrokes, secure_probe=secure_probe, secure_poll=secure_poll
+        )
         self.moves = MoveCoalescer(policy.capture.mouse_move_hz)
         self.observers: list[Callable[[Record], None]] = []
         self.on_sealed: list[Callable[[Manifest], None]] = []
-        self.scrub_title: Callable[[str], str] = lambda title: title
-        self.key_filter: Callable[[Record, WindowInfo | None], list[Record]] | None = None
+        self.scrub_title: Callable[[str], str] = safe_scrub
         self._clock_ns = clock_ns  # stamps periodic records (tests pass a fixed clock)
         self._interval_ns = int(policy.spool.flush_interval_s * 1e9)
         self._event_time_flush = event_time_flush
@@ -151,7 +166,7 @@ class Pipeline:
         self.written_records = 0
         self.fatal: BaseException | None = None
         self._want_mouse = policy.capture.mouse
-        self._want_keys = policy.capture.keyboard and policy.capture.keystrokes != "off"
+        self._want_keys = policy.capture.keyboard and self.keystrokes != "off"
         self._want_window = policy.capture.window
         self._want_shots = policy.capture.screenshots
 
@@ -238,6 +253,8 @@ class Pipeline:
         t = self._now_t()
         self.moves.before_discrete(self._out)
         self._check_drops(t)
+        for text in self.key_filter.flush(t):
+            self._append(text)
         self._append({"k": K_END, "t": t, "reason": getattr(self, "_end_reason", "stop")})
         self._flush()
         manifest = self.session.seal()
@@ -263,6 +280,12 @@ class Pipeline:
         self._check_drops(t)
         self._update_blocked(t)
         self.moves.tick(t, self._out)
+        if self.key_filter.buf is not None:
+            texts = self.key_filter.tick(t)
+            if texts:
+                self.moves.before_discrete(self._out)
+                for text in texts:
+                    self._append(text)
 
     def _flush(self) -> None:
         self.moves.close_batch(self._out)
@@ -357,6 +380,7 @@ class Pipeline:
             return
         self.moves.before_discrete(self._out)
         self.moves.drop_pending()
+        self._flush_text(t)  # keys typed while blocked are unseen: the buffer ends here
         if self._blocked is not None:
             self._append({"k": K_RESUME, "t": t, "src": self._blocked})
         if reason is not None:
@@ -391,11 +415,8 @@ class Pipeline:
             record: Record = {"k": K_KEY_DOWN if raw[2] else K_KEY_UP, "t": t}
             record.update(fields)
             self.moves.before_discrete(self._out)
-            if self.key_filter is not None:
-                for filtered in self.key_filter(record, self._window):
-                    self._append(filtered)
-            else:
-                self._append(record)
+            for filtered in self.key_filter.key(record, self._window):
+                self._append(filtered)
             return
         if tag == RAW_BUTTON:
             if not self._want_mouse or self._recording_blocked():
@@ -422,6 +443,7 @@ class Pipeline:
             self.moves.after_pointer_event()
             return
         if tag == RAW_FOCUS:
+            self._flush_text(t)
             self._window = raw[2]
             self._window_known = True
             self._excluded = self.gates.window_rule(self._window)
@@ -496,7 +518,15 @@ class Pipeline:
     def _recording_blocked(self) -> bool:
         return self._blocked is not None or self._excluded is not None
 
+    def _flush_text(self, t: int) -> None:
+        """Write out buffered full-mode text (scrubbed) before a context change."""
+        if self.key_filter.buf is not None:
+            self.moves.before_discrete(self._out)
+            for text in self.key_filter.flush(t):
+                self._append(text)
+
     def _write_window(self, t: int) -> None:
+        self._flush_text(t)
         self.moves.before_discrete(self._out)
         self.moves.drop_pending()
         if self._excluded is not None:

@@ -2,7 +2,9 @@
 
 Modes (policy ``capture.keystrokes``):
 
-* ``full``: key name, character and keysym, with modifiers.
+* ``full``: like ``redacted`` for key records (a printable key's record holds
+  only its class), plus the typed text, scrubbed, in ``text`` records (see
+  ``deskcorder.capture.textbuf``); non-printable keys keep name and keysym.
 * ``redacted`` (default): a printable key becomes its class only (letter,
   digit, space, punct) with no name, character or keysym; non-printable keys
   (enter, arrows, F-keys, modifiers) keep their name; shortcuts (ctrl, alt or
@@ -38,7 +40,18 @@ _MODIFIER_OF = {
 _SHORTCUT_MODS = frozenset({"ctrl", "alt", "super"})
 _ORDER = ("shift", "ctrl", "alt", "super", "altgr")
 # special keys that type a printable character
-_PRINTABLE_NAMES = {"space": " "}
+_PRINTABLE_NAMES = {
+    "space": " ",
+    "kp_space": " ",
+    "kp_decimal": ".",
+    "kp_separator": ",",
+    "kp_add": "+",
+    "kp_subtract": "-",
+    "kp_multiply": "*",
+    "kp_divide": "/",
+    "kp_equal": "=",
+    **{f"kp_{d}": str(d) for d in range(10)},
+}
 
 
 def key_class(ch: str) -> str:
@@ -90,43 +103,74 @@ class KeyRedactor:
     ) -> dict[str, Any] | None:
         """Record fields (without ``k``/``t``) for one key event, or None to write nothing.
 
-        Modifier state is updated even when nothing is written.
+        Modifier state is updated even when nothing is written. A printable key
+        never yields ``key`` or ``vk`` (either would spell the character); in
+        ``full`` mode it yields ``ch``, which the pipeline's
+        :class:`~deskcorder.capture.textbuf.KeyFilter` always removes (the
+        character goes to the scrubbed ``text`` record instead).
         """
         is_mod = self.mods.update(pressed, name)
         if self.mode == "off":
             return None
-        held = self.mods.held()
         if is_mod:
-            # the modifier itself: held list excludes the key's own state change noise
             rec: dict[str, Any] = {"key": name}
             if self.mode == "full" and vk is not None:
                 rec["vk"] = vk
             return rec
-        printable = (
-            char
-            if (char is not None and len(char) == 1 and char.isprintable())
-            else (_PRINTABLE_NAMES.get(name or ""))
-        )
+        held = self.mods.held()
+        printable = printable_of(char, name, vk)
         shortcut = bool(_SHORTCUT_MODS.intersection(held))
-        if self.mode == "full":
-            rec = {"key": name if name is not None else char}
-            if char is not None:
-                rec["ch"] = char
-            if vk is not None:
-                rec["vk"] = vk
-            if held:
-                rec["mods"] = held
-            return rec
         if printable is None or shortcut:
             # non-printable key, or a shortcut: keep the key identity
-            label = name if name is not None else (char.lower() if char else None)
-            if shortcut and char is not None and not char.isprintable() and vk is not None:
-                # ctrl+c arrives as '\x03' on some platforms: use the keysym's letter
-                label = chr(vk).lower() if 32 < vk < 127 else label
-            rec = {"key": label}
+            label = shortcut_label(char, name, vk) if shortcut else _safe_name(name)
+            rec = {} if label is None else {"key": label}
+            if self.mode == "full" and vk is not None and printable is None and label:
+                rec["vk"] = vk
             if held:
                 rec["mods"] = held
             return rec
         if self.mode == "shortcuts":
             return None
-        return {"cls": key_class(printable)}
+        rec = {"cls": key_class(printable)}
+        if self.mode == "full":
+            rec["ch"] = printable
+            if held:
+                rec["mods"] = held
+        return rec
+
+
+def _safe_name(name: str | None) -> str | None:
+    """A non-printable key's name; never a single character."""
+    if name is None or len(name) <= 1:
+        return None
+    return name
+
+
+def printable_of(char: str | None, name: str | None, vk: int | None) -> str | None:
+    """The character a key types, or None for non-printable keys.
+
+    Covers keys reported by name only (``space``, keypad keys) and backends
+    that put a character in ``name``. ``vk`` is not trusted to mean a
+    character (its meaning differs per OS) but a key with neither character
+    nor name is never labelled by it, so it cannot leak one either.
+    """
+    if char is not None and len(char) == 1 and char.isprintable():
+        return char
+    if name is not None:
+        if len(name) == 1 and name.isprintable():
+            return name
+        return _PRINTABLE_NAMES.get(name.lower())
+    return None
+
+
+def shortcut_label(char: str | None, name: str | None, vk: int | None) -> str | None:
+    """The key of a shortcut (``c`` for ctrl+c), also when the OS reports ``\x03``."""
+    if name is not None and len(name) > 1 and name.lower() not in _PRINTABLE_NAMES:
+        return name
+    printable = printable_of(char, name, vk)
+    if printable is not None:
+        return printable.lower()
+    if vk is not None and 32 < vk < 127:
+        # ctrl+c arrives as '\x03' on some platforms: use the keysym's letter
+        return chr(vk).lower()
+    return None

@@ -11,7 +11,9 @@ variables for ``deskcorder run --backend fake``):
 * ``speed`` / ``DESKCORDER_FAKE_SPEED``: time scale (2.0 = twice as fast).
 * ``script`` / ``DESKCORDER_FAKE_SCRIPT``: ``demo`` or a path to a JSON Lines
   script whose lines are ``[delay_seconds, tag, ...fields]`` (tags as in
-  ``deskcorder.events`` RAW_*; a focus line is ``[d, 5, {window fields}]``).
+  ``deskcorder.events`` RAW_*; a focus line is ``[d, 5, {window fields}]``;
+  ``[d, "secure", true]`` says the focused field is now a password field, which
+  the backend's secure-input probe then reports).
 * ``repeat`` / ``DESKCORDER_FAKE_REPEAT``: play the script this many times.
 """
 
@@ -155,6 +157,9 @@ def load_script(spec: str) -> list[Step]:
         if not line.strip():
             continue
         delay, tag, *fields = json.loads(line)
+        if tag == "secure":
+            steps.append((float(delay), ("secure", bool(fields[0]))))
+            continue
         if tag == RAW_FOCUS and fields and isinstance(fields[0], dict):
             fields = [WindowInfo(**fields[0])]
         steps.append((float(delay), (tag, *fields)))
@@ -175,6 +180,7 @@ class ScriptPlayer:
         self.window: WindowInfo | None = None
         self.want_mouse = True
         self.want_keys = True
+        self.secure = False  # the scripted focused field is a password field
 
     def start(self, emit: Emit) -> None:
         if self._thread is not None:
@@ -195,6 +201,9 @@ class ScriptPlayer:
                     self.done.set()
                     return
                 tag = raw[0]
+                if tag == "secure":
+                    self.secure = bool(raw[1])
+                    continue
                 if tag == RAW_FOCUS:
                     self.window = raw[1]
                 if tag in (RAW_MOVE, RAW_BUTTON, RAW_SCROLL) and not self.want_mouse:
@@ -270,5 +279,6 @@ def create_backend(
         keyboard_layout=lambda: "us",
         screens=lambda: [(0, 0, 1920, 1080)],
         doctor=doctor,
+        secure_input=lambda: player.secure,
         extras={"player": player},
     )

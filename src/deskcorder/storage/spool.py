@@ -190,6 +190,8 @@ class Spool:
     def delete_chunk(self, sealed: SealedChunk, keep_session: str | None = None) -> None:
         sealed.path.unlink(missing_ok=True)
         sealed.manifest_path.unlink(missing_ok=True)
+        # the review approval marker (deskcorder.review), if any
+        sealed.path.with_name(f"{sealed.seq:06d}.approved.json").unlink(missing_ok=True)
         self._remove_if_empty(sealed.path.parent, keep_session)
         self._usage_cache = None
 

@@ -1,0 +1,220 @@
+"""Privacy wiring for the agent: secure-input monitor, notice, consent control, doctor checks.
+
+``Agent`` builds one :class:`PrivacyComponent` before the pipeline (it decides
+the effective keystroke mode and supplies the secure-input probe the key
+filter reads) and starts it right after the pipeline, before any input source
+(starts the probe's monitor, shows the notice when due, answers the
+``consent`` control command).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from typing import TYPE_CHECKING, Any
+
+from deskcorder.capture.secure_input import (
+    Probe,
+    SecureInputMonitor,
+    available_probe,
+    effective_keystrokes,
+)
+from deskcorder.events import RAW_CONTROL
+from deskcorder.platform.base import Backend, Check
+from deskcorder.policy.model import Policy
+
+if TYPE_CHECKING:
+    from deskcorder.agent import Agent
+
+log = logging.getLogger(__name__)
+
+
+def select_probe(backend: Backend) -> tuple[str, Probe | None]:
+    """The backend's own secure-input probe, else this OS's (none for the fake backend)."""
+    if backend.secure_input is not None:
+        return f"{backend.name} backend probe", backend.secure_input
+    if backend.name == "fake":
+        return "none (fake backend)", None
+    return available_probe()
+
+
+class PrivacyComponent:
+    name = "privacy"
+
+    def __init__(self, policy: Policy, backend: Backend) -> None:
+        self.policy = policy
+        self.probe_desc, probe = select_probe(backend)
+        self.monitor = SecureInputMonitor(probe) if probe is not None else None
+        self.keystrokes = effective_keystrokes(policy.capture.keystrokes, probe is not None)
+        self.degraded = self.keystrokes != policy.capture.keystrokes
+        self.notice_shown: str | None = None
+        self._agent: Agent | None = None
+        if self.degraded:
+            log.warning(
+                "keystrokes = full needs a secure-input probe (%s): recording redacted",
+                self.probe_desc,
+            )
+
+    def secure_probe(self) -> Probe | None:
+        """The cached answer (read per key)."""
+        return self.monitor.current if self.monitor is not None else None
+
+    def secure_poll(self) -> Probe | None:
+        """A fresh answer (asked when text is flushed)."""
+        return self.monitor.poll if self.monitor is not None else None
+
+    def start(self, agent: Agent) -> None:
+        self._agent = agent
+        if self.monitor is not None:
+            self.monitor.start()
+        agent.control_handlers["consent"] = self._handle_consent
+
+    def announce(self) -> None:
+        """Show the notice if due; called once capture has started (not before a refusal)."""
+        assert self._agent is not None
+        from deskcorder.consent import show_notice
+
+        try:
+            self.notice_shown = show_notice(self._agent.spool.root, self.policy)
+        except Exception:
+            log.exception("showing the notice failed")
+
+    def _handle_consent(self, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"cmd": "consent", "action": "accept"|"withdraw"}``: write a receipt, gate."""
+        agent = self._agent
+        assert agent is not None and agent.pipeline is not None
+        from deskcorder.consent import has_consent, write_receipt
+
+        action = req.get("action")
+        if action not in ("accept", "withdraw"):
+            raise ValueError("action must be accept or withdraw")
+        path = write_receipt(
+            agent.spool.root, self.policy, action, user=agent.user_id, device=agent.device_id
+        )
+        ok = not self.policy.notice.require_ack or has_consent(agent.spool.root, self.policy)
+        agent.pipeline.queue.put_control((RAW_CONTROL, time.monotonic_ns(), "consent", ok))
+        return {"receipt": str(path), "capture_allowed": ok}
+
+    def stop(self, timeout: float) -> None:
+        if self.monitor is not None:
+            self.monitor.stop(timeout)
+
+    def status(self) -> dict[str, object]:
+        return {
+            "keystrokes": self.keystrokes,
+            "keystrokes_policy": self.policy.capture.keystrokes,
+            "secure_input": self.probe_desc,
+            "secure_input_now": self.monitor.current() if self.monitor else None,
+            "notice_version": self.policy.notice.version,
+            "schedule_next_change_utc": self._next_schedule_change(),
+        }
+
+    def _next_schedule_change(self) -> str | None:
+        if not self.policy.schedule.enabled:
+            return None
+        from datetime import datetime, timezone
+
+        from deskcorder.capture.schedule import WorkHours
+
+        ts = WorkHours(self.policy.schedule).next_change(time.time())
+        if ts is None:
+            return None
+        return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def doctor_checks(policy: Policy, backend: Backend) -> list[Check]:
+    """Privacy lines of ``deskcorder doctor`` (warnings, never failures)."""
+    checks = []
+    desc, probe = select_probe(backend)
+    mode = policy.capture.keystrokes
+    if probe is None:
+        detail = f"no probe: {desc}"
+        if mode == "full":
+            detail += "; keystrokes = full degrades to redacted (no typed text is recorded)"
+        checks.append(Check("secure input", mode != "full", detail, required=False))
+    else:
+        checks.append(Check("secure input", True, desc, required=False))
+    display = bool(os.environ.get("DISPLAY") or os.name == "nt")
+    try:
+        import importlib.util
+
+        have_pystray = importlib.util.find_spec("pystray") is not None
+    except (ImportError, ValueError):
+        have_pystray = False
+    if not have_pystray:
+        checks.append(
+            Check(
+                "tray icon",
+                False,
+                "pystray not installed (pip install 'deskcorder[tray]'); a notification is "
+                "shown at start instead",
+                required=False,
+            )
+        )
+    elif not display:
+        checks.append(
+            Check("tray icon", False, "no display; a notification is shown instead", False)
+        )
+    else:
+        from deskcorder.capture.tray import x11_tray_manager_present
+
+        present = x11_tray_manager_present() if os.name == "posix" else None
+        if present is False:
+            checks.append(
+                Check(
+                    "tray icon",
+                    False,
+                    "no system tray on this desktop; a notification is shown at start instead",
+                    required=False,
+                )
+            )
+        else:
+            checks.append(Check("tray icon", True, "pystray available", required=False))
+    notify = shutil.which("notify-send")
+    checks.append(
+        Check(
+            "notifications",
+            notify is not None or os.name == "nt",
+            notify or "notify-send not found (libnotify-bin); the notice goes to the terminal",
+            required=False,
+        )
+    )
+    return checks
+
+
+def consent_command(action: str, policy: Policy, spool_root: Any, out: Any) -> int:
+    """``deskcorder consent show|accept|withdraw``: via the running agent when there is one."""
+    from deskcorder.consent import has_consent, notice_text, receipts, write_receipt
+    from deskcorder.errors import AgentNotRunning, DeskcorderError
+    from deskcorder.identity import identities
+
+    if action == "show":
+        out.write(f"Notice (version {policy.notice.version}):\n{notice_text(policy)}\n")
+        state = "accepted" if has_consent(spool_root, policy) else "not accepted"
+        need = "required" if policy.notice.require_ack else "not required"
+        out.write(f"Consent: {state} (acknowledgement {need} by policy)\n")
+        for receipt in receipts(spool_root):
+            data = receipt.data
+            out.write(
+                f"  {data.get('utc')}  {data.get('action')}  notice {data.get('notice_version')}\n"
+            )
+        return 0
+    from deskcorder.control import request
+
+    try:
+        reply = request("consent", action=action)
+    except AgentNotRunning:
+        ids = identities(policy.identity)
+        path = write_receipt(spool_root, policy, action, user=ids.user, device=ids.device)
+        out.write(f"consent {action}ed; receipt {path}\n")
+        return 0
+    if not reply.get("ok"):
+        raise DeskcorderError(f"consent {action} refused: {reply.get('error', 'unknown error')}")
+    out.write(f"consent {action}ed; receipt {reply.get('receipt')}\n")
+    if action == "accept":
+        out.write("recording may start now\n" if reply.get("capture_allowed") else "")
+    else:
+        out.write("recording stops now\n" if policy.notice.require_ack else "")
+    return 0

@@ -1,0 +1,234 @@
+"""Exclusion rules, work hours, identity and the secure-input seams (pure logic)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from deskcorder.capture import secure_input
+from deskcorder.capture.exclusions import is_password_manager, is_private_browsing
+from deskcorder.capture.gates import Gates
+from deskcorder.capture.schedule import WorkHours, schedule_check
+from deskcorder.capture.secure_input import SecureInputMonitor, effective_keystrokes
+from deskcorder.events import WindowInfo
+from deskcorder.identity import identities, pseudonym
+from deskcorder.policy.model import Identity, Schedule
+from tests.core.helpers import make_policy
+
+PRIVATE = [
+    "New Tab - Google Chrome (Incognito)",
+    "Example Domain - Chromium (Incognito)",
+    "New Incognito tab - Google Chrome",
+    "InPrivate - Microsoft Edge",
+    "New tab - [InPrivate] - Microsoft\u200b Edge",
+    "Mozilla Firefox Private Browsing",
+    "Example — Mozilla Firefox Private Browsing",
+    "Private Browsing",
+    "Example - Brave (Private)",
+]
+NOT_PRIVATE = [
+    "Privacy policy - Mozilla Firefox",
+    "Incognito mode explained - Wikipedia - Chromium",  # article, no private-window marker
+    "notes.txt - Editor",
+    "Private equity report.xlsx - LibreOffice Calc",
+]
+
+
+@pytest.mark.parametrize("title", PRIVATE)
+def test_private_browsing_titles(title: str) -> None:
+    assert is_private_browsing(WindowInfo(id=1, title=title))
+
+
+@pytest.mark.parametrize("title", NOT_PRIVATE)
+def test_not_private_titles(title: str) -> None:
+    assert not is_private_browsing(WindowInfo(id=1, title=title))
+
+
+@pytest.mark.parametrize(
+    "win",
+    [
+        WindowInfo(id=1, app="KeePassXC", process="keepassxc"),
+        WindowInfo(id=1, app="1Password", exe="/opt/1Password/1password"),
+        WindowInfo(id=1, exe="C:\\Program Files\\Bitwarden\\Bitwarden.exe"),
+        WindowInfo(id=1, app="com.apple.keychainaccess"),
+        WindowInfo(id=1, app="LastPass"),
+        WindowInfo(id=1, process="pinentry-gnome3"),
+    ],
+)
+def test_password_managers(win: WindowInfo) -> None:
+    assert is_password_manager(win)
+
+
+def test_gates_apply_builtin_rules_and_policy_switches() -> None:
+    vault = WindowInfo(id=1, title="Vault", app="Bitwarden")
+    incog = WindowInfo(id=2, title="x - Chromium (Incognito)", app="chromium")
+    work = WindowInfo(id=3, title="report.odt - LibreOffice", app="soffice.bin")
+    gates = Gates(make_policy())
+    assert gates.window_rule(vault) == "password_manager"
+    assert gates.window_rule(incog) == "private_browsing"
+    assert gates.window_rule(work) is None
+    off = Gates(make_policy(exclusions={"private_browsing": False, "password_managers": False}))
+    assert off.window_rule(vault) is None and off.window_rule(incog) is None
+    allow = Gates(make_policy(exclusions={"allow_titles": ["LibreOffice"]}))
+    assert allow.window_rule(work) is None
+    assert allow.window_rule(WindowInfo(id=4, title="Mail")) == "not_allowlisted"
+    assert allow.window_rule(None) == "not_allowlisted"
+
+
+def test_failing_rule_excludes() -> None:
+    gates = Gates(make_policy())
+
+    def broken(win: WindowInfo) -> str | None:
+        raise RuntimeError("probe failed")
+
+    gates.extra_window_rules.append(broken)
+    assert gates.window_rule(WindowInfo(id=1, title="anything")) == "check_failed"
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def ts(*args: int) -> float:
+    return datetime(*args, tzinfo=BERLIN).timestamp()  # type: ignore[misc]
+
+
+def test_work_hours_by_weekday_and_zone() -> None:
+    cfg = Schedule(
+        enabled=True,
+        timezone="Europe/Berlin",
+        hours={"mon": ("09:00-12:30", "13:30-17:30"), "sat": ("10:00-24:00",)},
+    )
+    wh = WorkHours(cfg)
+    assert wh.allows(ts(2026, 11, 23, 9, 0))  # Monday 09:00 (start included)
+    assert not wh.allows(ts(2026, 11, 23, 8, 59))
+    assert not wh.allows(ts(2026, 11, 23, 12, 30))  # end excluded
+    assert wh.allows(ts(2026, 11, 23, 13, 30))
+    assert not wh.allows(ts(2026, 11, 24, 10, 0))  # Tuesday: no spans
+    assert wh.allows(ts(2026, 11, 28, 23, 59))  # Saturday until midnight
+    assert not wh.allows(ts(2026, 11, 29, 0, 0))
+    # same instant in UTC is 08:00: the zone matters
+    assert not WorkHours(cfg.model_copy(update={"timezone": "UTC"})).allows(ts(2026, 11, 23, 9, 0))
+    assert wh.next_change(ts(2026, 11, 23, 8, 0)) == ts(2026, 11, 23, 9, 0)
+    assert wh.next_change(ts(2026, 11, 23, 10, 0)) == ts(2026, 11, 23, 12, 30)
+
+
+def test_work_hours_across_dst_change() -> None:
+    cfg = Schedule(enabled=True, timezone="Europe/Berlin", hours={"sun": ("02:00-04:00",)})
+    wh = WorkHours(cfg)
+    # 2026-03-29: clocks jump 02:00 -> 03:00 in Berlin; 03:30 local is inside
+    assert wh.allows(ts(2026, 3, 29, 3, 30))
+    assert not wh.allows(datetime(2026, 3, 29, 0, 30, tzinfo=ZoneInfo("UTC")).timestamp())
+
+
+def test_disabled_schedule_allows_all_and_gates_use_it() -> None:
+    assert schedule_check(Schedule()) is None
+    policy = make_policy(schedule={"enabled": True, "hours": {"mon": ["09:00-10:00"]}})
+    monday_8 = datetime(2026, 11, 23, 8, 0, tzinfo=ZoneInfo("UTC")).timestamp()
+    gates = Gates(policy, clock=lambda: monday_8)
+    assert gates.blocked_reason() == "schedule"
+    gates.clock = lambda: monday_8 + 3600
+    assert gates.blocked_reason() is None
+
+
+def test_pseudonyms_are_keyed_and_stable() -> None:
+    a = pseudonym("user", "m:alice", "k1")
+    assert a == pseudonym("user", "m:alice", "k1") and a.startswith("u-") and len(a) == 34
+    assert a != pseudonym("user", "m:alice", "k2") != pseudonym("user", "m:bob", "k1")
+    ids = identities(Identity(org_key="secret"))  # type: ignore[arg-type]
+    assert ids.mode == "pseudonymous" and ids.user.startswith("u-")
+    assert ids.device.startswith("d-")
+    import getpass
+
+    assert getpass.getuser() not in ids.user
+    named = identities(Identity(mode="named"))
+    assert named.user == getpass.getuser()
+
+
+def test_full_degrades_without_probe() -> None:
+    assert effective_keystrokes("full", have_probe=False) == "redacted"
+    assert effective_keystrokes("full", have_probe=True) == "full"
+    assert effective_keystrokes("shortcuts", have_probe=False) == "shortcuts"
+
+
+def test_linux_probe_needs_atspi(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(secure_input, "_atspi_module", lambda: None)
+    desc, probe = secure_input.available_probe("linux")
+    assert probe is None and "AT-SPI" in desc
+
+    class FakeAtspi:
+        class Role:
+            PASSWORD_TEXT = 42
+
+    monkeypatch.setattr(secure_input, "_atspi_module", lambda: FakeAtspi)
+    monkeypatch.setattr(secure_input, "_atspi_bus_running", lambda atspi: False)
+    assert secure_input.available_probe("linux")[1] is None
+    monkeypatch.setattr(secure_input, "_atspi_bus_running", lambda atspi: True)
+    monkeypatch.setattr(secure_input._AtspiListener, "start", lambda self: None)
+    desc, probe = secure_input.available_probe("linux")
+    assert probe is not None and probe() is False
+
+
+def test_atspi_listener_tracks_password_role() -> None:
+    class Role:
+        PASSWORD_TEXT = 42
+        TEXT = 7
+
+    class Atspi:
+        pass
+
+    Atspi.Role = Role  # type: ignore[attr-defined]
+    listener = secure_input._AtspiListener(Atspi)
+
+    class Src:
+        def __init__(self, role: int) -> None:
+            self.role = role
+
+        def get_role(self) -> int:
+            return self.role
+
+    class Ev:
+        def __init__(self, role: int, detail1: int = 1) -> None:
+            self.source, self.detail1 = Src(role), detail1
+
+    listener._on_event(Ev(42))
+    assert listener.secure is True
+    listener._on_event(Ev(7, detail1=0))  # focus lost events do not change it
+    assert listener.secure is True
+    listener._on_event(Ev(7))
+    assert listener.secure is False
+
+
+def test_mac_and_windows_probes_are_selected_and_replaceable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert secure_input.available_probe("darwin")[1] is secure_input._mac_secure_event_input
+    assert secure_input.available_probe("win32")[1] is secure_input._win_secure_input
+    monkeypatch.setattr(secure_input, "_win_focused_hwnd", lambda: 5)
+    monkeypatch.setattr(secure_input, "_win_es_password", lambda hwnd: True)
+    assert secure_input._win_secure_input() is True
+    monkeypatch.setattr(secure_input, "_win_es_password", lambda hwnd: False)
+    monkeypatch.setattr(secure_input, "_win_uia_is_password", lambda: False)
+    assert secure_input._win_secure_input() is False
+
+
+def test_monitor_caches_and_fails_closed() -> None:
+    state = {"v": True}
+
+    def probe() -> bool:
+        if state["v"] is None:
+            raise OSError("gone")
+        return state["v"]
+
+    mon = SecureInputMonitor(probe, interval=3600)
+    assert mon.current() is None  # unknown before the first poll
+    mon.start()
+    try:
+        assert mon.current() is True
+        state["v"] = False
+        assert mon.poll() is False and mon.current() is False
+        state["v"] = None  # type: ignore[assignment]
+        assert mon.poll() is None and mon.failures == 1
+    finally:
+        mon.stop(1)
