@@ -128,13 +128,17 @@ def test_downscaled_to_max_width(x: XServer, tmp_path: Path) -> None:
         close(proc)
 
 
-def test_excluded_window_is_black_and_never_shot_when_focused(x: XServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("excluded", ["secret-vault", "Bank statement - Private Browsing"])
+def test_excluded_window_is_black_and_never_shot_when_focused(
+    x: XServer, tmp_path: Path, excluded: str
+) -> None:
+    """A policy title rule, and the built-in private-browsing rule."""
     main = pattern_window(x, "shot-main", "500x400+50+50")
-    vault = pattern_window(x, "secret-vault", "400x300+800+300")
+    vault = pattern_window(x, excluded, "400x300+800+300")
     rig = Rig(x, tmp_path, Screenshots(min_spacing_s=0, after_typing_s=0, max_width=1920,
                                        quality=90))  # fmt: skip
     try:
-        vrect = drawn(x, "secret-vault")
+        vrect = drawn(x, excluded)
         x.activate("shot-main")
         mrect = drawn(x, "shot-main")
         rig.click(x, mrect[0] + 20, mrect[1] + 20)
@@ -145,7 +149,7 @@ def test_excluded_window_is_black_and_never_shot_when_focused(x: XServer, tmp_pa
         assert all(hi <= 10 for _, hi in inside.getextrema()), inside.getextrema()
         assert_quadrants(img, mrect)  # the focused window is intact
         # focus the excluded window: no screenshot at all
-        x.activate("secret-vault")
+        x.activate(excluded)
         blobs = set(rig.store)
         rig.click(x, vx + 10, vy + 10)
         wait_for(lambda: rig.worker.refused >= 1, 10, "refusal")
