@@ -229,7 +229,7 @@ class Agent:
             secure_probe=self.privacy.secure_probe(),
             secure_poll=self.privacy.secure_poll(),
         )
-        pipeline.on_sealed.append(self._sealed)
+        pipeline.on_sealed = self.on_sealed  # one list: components may register later
         self.pipeline = pipeline
         self._install_signals()
         pipeline.start()
@@ -299,13 +299,6 @@ class Agent:
         signal.signal(signal.SIGINT, self._on_signal)
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, self._on_signal)
-
-    def _sealed(self, manifest: Manifest) -> None:
-        for callback in self.on_sealed:
-            try:
-                callback(manifest)
-            except Exception:
-                log.exception("on_sealed callback failed")
 
     # -- control --------------------------------------------------------------------
     def _register_control(self) -> None:
