@@ -23,6 +23,7 @@ from typing import IO, Any, Protocol
 from deskcorder import __version__
 from deskcorder.capture.pipeline import Pipeline
 from deskcorder.capture.privacy import PrivacyComponent
+from deskcorder.capture.screenshots import ScreenshotComponent
 from deskcorder.control.channel import ControlServer, runtime_dir
 from deskcorder.errors import AlreadyRunning, DeskcorderError
 from deskcorder.events import FORMAT_NAME, FORMAT_VERSION, RAW_CONTROL
@@ -56,6 +57,8 @@ def default_components(agent: Agent) -> list[Component]:
     components: list[Component] = []
     components.append(Watchdog())  # self-limits: sheds load at policy [limits]
     components += privacy_components(agent)  # tray icon (or a notification without a tray)
+    if agent is not None and agent.policy.capture.screenshots:  # None: tests list names
+        components.append(ScreenshotComponent())
     if agent is not None and agent.policy.upload.endpoint:  # uploads sealed chunks
         components.append(Uploader(agent.policy.upload))
     return components
