@@ -290,8 +290,12 @@ class ExcludedRec(_Rec):
 
 class GapRec(_Rec):
     k: Literal["gap"]
-    cause: str = Field(description="queue_full, crash_recovery, quota_drop, screenshot_skip ...")
+    cause: str = Field(
+        description="queue_full, crash_recovery, quota_drop, retention, input_hook_lost, "
+        "screenshot_skip"
+    )
     dropped: int | None = Field(None, ge=0, description="events lost, when known")
+    chunk: str | None = Field(None, description="<session>/<seq> of a deleted chunk")
 
 
 class TextRec(_Rec):

@@ -376,6 +376,7 @@ def test_quota(tmp_path: Path, on_full: str) -> None:
         assert not any(r["k"] == "kd" for r in records)
     else:
         gap = next(r for r in records if r["k"] == "gap")
+        validate_record(gap)
         assert gap["cause"] == "quota_drop" and gap["dropped"] == 1
         assert gap["chunk"] == f"{old.name}/000000"
 
@@ -402,6 +403,8 @@ def test_retention_deletes_old_sealed_chunks_and_records_it(tmp_path: Path) -> N
     assert (fresh / "000000.jsonl.zst").exists()
     gap = next(r for r in records if r["k"] == "gap")
     assert gap["cause"] == "retention" and gap["dropped"] == 5
+    for record in records:
+        validate_record(record)
     keep = run_pipeline(tmp_path / "k", [], make_policy(spool={"retention_days": 0}))
     assert not any(r["k"] == "gap" for r in keep)
 
