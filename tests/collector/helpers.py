@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import httpx
 
 from deskcorder.events import FORMAT_NAME, FORMAT_VERSION
 from deskcorder.storage.chunk import ChunkWriter, Manifest, iter_lines
+from tests.xserver import wait_for
 
 ADMIN = "admin-token-0123456789abcdef"
 ENROLL = "enroll-secret-0123456789abcdef"
@@ -26,15 +26,9 @@ DEVICE = "d-test-device"
 USER = "u-test-user"
 
 
-def wait_until(cond: Callable[[], Any], timeout: float, what: str, step: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(step)
+def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
+    """The shared condition wait (tests/xserver.py), typed for these helpers."""
+    return wait_for(cond, timeout, what)
 
 
 def free_port() -> int:
@@ -77,7 +71,7 @@ class CollectorProc:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        wait_until(self.healthy, 20, "the collector to answer /healthz", step=0.05)
+        wait_until(self.healthy, 20, "the collector to answer /healthz")
         return self
 
     def healthy(self) -> bool:
