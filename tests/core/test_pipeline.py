@@ -428,3 +428,26 @@ def test_record_times_never_go_backwards(tmp_path: Path) -> None:
     assert times == sorted(times)
     assert all(t % 1000 == 0 for t in times)
     assert [r["t"] for r in records if r["k"] in ("kd", "bd", "ku")] == [10_000, 10_000, 12_000]
+
+
+def test_release_is_rendered_like_its_press(tmp_path: Path) -> None:
+    """A plain key released while ctrl is held must not turn into a shortcut (and spell
+    itself); a shortcut released after ctrl must stay the shortcut."""
+    raws = [
+        (RAW_KEY, ms(1), True, "q", None, ord("q")),
+        (RAW_KEY, ms(2), True, None, "ctrl_l", 0xFFE3),
+        (RAW_KEY, ms(3), False, "q", None, ord("q")),  # q released while ctrl is down
+        (RAW_KEY, ms(4), True, "s", None, ord("s")),  # ctrl+s
+        (RAW_KEY, ms(5), False, None, "ctrl_l", 0xFFE3),
+        (RAW_KEY, ms(6), False, "s", None, ord("s")),  # s released after ctrl
+    ]
+    records = [r for r in run_pipeline(tmp_path, raws) if r["k"] in ("kd", "ku")]
+    assert [{k: v for k, v in r.items() if k != "t"} for r in records] == [
+        {"k": "kd", "cls": "letter"},
+        {"k": "kd", "key": "ctrl_l"},
+        {"k": "ku", "cls": "letter"},
+        {"k": "kd", "key": "s", "mods": ["ctrl"]},
+        {"k": "ku", "key": "ctrl_l"},
+        {"k": "ku", "key": "s", "mods": ["ctrl"]},
+    ]
+    assert "q" not in repr(records)

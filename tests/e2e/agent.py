@@ -83,6 +83,18 @@ class AgentProcess:
         except Exception:
             return []  # a chunk being rotated right now; the caller polls again
 
+    def cli(self, *args: str) -> str:
+        """Run another deskcorder command against this agent (its runtime dir); stdout."""
+        done = subprocess.run(
+            [*DESKCORDER, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return done.stdout
+
     def wait_record(self, match: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
         def find() -> dict[str, Any] | None:
             for rec in self.records():

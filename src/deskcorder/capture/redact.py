@@ -97,6 +97,10 @@ class KeyRedactor:
             raise ValueError(f"unknown keystroke mode {mode!r}")
         self.mode = mode
         self.mods = ModifierState()
+        # how each held key's press was rendered: its release is rendered the same, so a
+        # key pressed as plain typing never turns into a shortcut (spelling its character)
+        # when ctrl goes down before it is released, and a shortcut's release stays one
+        self._down: dict[object, dict[str, Any] | None] = {}
 
     def key(
         self, pressed: bool, char: str | None, name: str | None, vk: int | None
@@ -117,6 +121,17 @@ class KeyRedactor:
             if self.mode == "full" and vk is not None:
                 rec["vk"] = vk
             return rec
+        ident = vk if vk is not None else (name or (char.lower() if char else None))
+        if not pressed and ident in self._down:
+            pressed_as = self._down.pop(ident)
+            return None if pressed_as is None else dict(pressed_as)
+        rec_out = self._render(char, name, vk)
+        if pressed and ident is not None:
+            self._down[ident] = None if rec_out is None else dict(rec_out)
+        return rec_out
+
+    def _render(self, char: str | None, name: str | None, vk: int | None) -> dict[str, Any] | None:
+        rec: dict[str, Any]
         held = self.mods.held()
         printable = printable_of(char, name, vk)
         shortcut = bool(_SHORTCUT_MODS.intersection(held))
