@@ -172,7 +172,7 @@ def test_agent_records_exact_input_and_window_context(desk: Desk, tmp_path: Path
         ("sc", -1, 0, *p4),
         ("sc", 1, 0, *p4),
         *keys([("H", True), ("i", False), ("space", False), ("5", False), ("!", True)]),
-        ("kd", "ctrl", ()), ("kd", "c", ("ctrl",)), ("ku", "ctrl", ()), ("ku", "letter", ()),
+        ("kd", "ctrl", ()), ("kd", "c", ("ctrl",)), ("ku", "ctrl", ()), ("ku", "c", ("ctrl",)),
         ("kd", "shift", ()), ("kd", "letter", ()), ("ku", "shift", ()), ("ku", "letter", ()),
         ("focus", BETA),
         ("mv", *q),
