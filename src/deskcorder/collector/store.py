@@ -202,9 +202,15 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            # a second connection for lookups: WAL readers never wait for a commit (and its
+            # fsyncs) in progress on the writer, so validation overlaps the group commit
+            self._reader = sqlite3.connect(
+                self.root / "index.sqlite3", check_same_thread=False, isolation_level=None
+            )
         except sqlite3.Error as exc:
             raise DeskcorderError(f"{self.root}: cannot open the index: {exc}") from exc
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
         # group commit: chunks renamed into place, waiting for folder fsync + index commit
         self._queue_lock = threading.Lock()
         self._queue: list[_IndexEntry] = []
@@ -216,6 +222,8 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        with self._read_lock:
+            self._reader.close()
 
     # -- tokens ----------------------------------------------------------------------
     def enroll(self, device: str) -> str:
@@ -286,11 +294,12 @@ class Store:
         return str(row[0])
 
     def chunk_digest(self, session: str, seq: int) -> str | None:
-        with self._lock:
-            row = self._db.execute(
+        """The digest of a committed chunk (read without waiting for a commit in progress)."""
+        with self._read_lock:
+            rows = self._reader.execute(
                 "SELECT sha256 FROM chunks WHERE session=? AND seq=?", (session, seq)
-            ).fetchone()
-        return str(row[0]) if row else None
+            ).fetchall()
+        return str(rows[0][0]) if rows else None
 
     def put_chunk_claimed(
         self, device: str, session: str, seq: int, claimed: str, body: Body
