@@ -8,6 +8,14 @@ Per pass, in order (oldest session first, chunks by seq):
 3. PUT the chunk; on a 2xx whose echoed sha256 equals the manifest's, delete
    the chunk and its manifest, then every blob no other unsent chunk refers to.
 
+Steps 2-3 run for up to ``window`` chunks at once (a small thread pool sharing
+the httpx client's keep-alive connections), so the collector's latency per
+chunk overlaps; results are taken strictly in order: a chunk is deleted only
+after every chunk before it was acknowledged (or rejected), and the first
+failure stops the pass (chunks already in flight finish, but are kept and
+sent again, idempotently, on the next pass). With a bandwidth cap the window
+is 1.
+
 Transient failures (network errors, 408, 429, 5xx) back off with full jitter
 and honour ``Retry-After``; other 4xx move the chunk to ``rejected/`` with a
 ``.reason.json``: never deleted, never retried. ``retry.py`` holds the pure
@@ -24,8 +32,9 @@ import os
 import ssl
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,6 +74,7 @@ SWEEP_EVERY_S = 600.0
 PIECE = 16 * 1024
 APPROVAL_SUFFIX = ".approved.json"
 APPROVAL_FORMAT = "deskcorder-approval"
+UPLOAD_WINDOW = 3  # chunks in flight at once (without a bandwidth cap)
 
 
 @dataclass(frozen=True)
@@ -199,8 +209,12 @@ class Uploader:
         device: str = "",
         *,
         backoff_base: float = 1.0,
+        window: int = UPLOAD_WINDOW,
     ) -> None:
         self.cfg = cfg
+        # the token bucket is not shared between threads: one chunk at a time when capped
+        self.window = 1 if cfg.max_kbps > 0 else max(1, window)
+        self._pool: ThreadPoolExecutor | None = None
         self.spool_root = Path(spool_root) if spool_root is not None else None
         self.device = device
         self.on_freed: Callable[[], None] | None = None
@@ -251,8 +265,11 @@ class Uploader:
             self._thread.join(timeout)
             if not self._thread.is_alive():
                 self._save_status()
-        if self._client is not None and (self._thread is None or not self._thread.is_alive()):
-            self._client.close()
+        if self._thread is None or not self._thread.is_alive():
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+            if self._client is not None:
+                self._client.close()
 
     def wake(self, manifest: Manifest | None = None) -> None:
         self._wake.set()
@@ -332,25 +349,55 @@ class Uploader:
                     self._forget_token()
                 return self._backoff.next_delay(stop.retry_after)
         refs = self._blob_refs()
-        for item in pending:
-            if self._stop.is_set():
-                return None
-            if self.cfg.review and not approved(item):
-                continue  # waits for `deskcorder review approve`
-            try:
-                self._ensure_token()
-                self.state = "uploading"
-                manifest = self._upload(item)
-            except _Stop as stop:
-                if stop.outcome is Outcome.REJECT:
-                    self._reject(item, str(stop))
-                    continue
-                self._error(str(stop))
-                if stop.outcome is Outcome.REENROLL:
-                    self._forget_token()
-                return self._backoff.next_delay(stop.retry_after)
-            self._delete(item, manifest, refs)
-            self._backoff.reset()
+        # items waiting for `deskcorder review approve` are skipped
+        ready = [i for i in pending if not (self.cfg.review and not approved(i))]
+        if not ready:
+            return None
+        todo = iter(ready)
+        try:
+            self._ensure_token()
+        except _Stop as stop:
+            self._error(str(stop))
+            if stop.outcome is Outcome.REENROLL:
+                self._forget_token()
+            return self._backoff.next_delay(stop.retry_after)
+        self.state = "uploading"
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.window, thread_name_prefix="deskcorder-upload")
+        pool = self._pool
+        inflight: deque[tuple[Pending, Future[Manifest]]] = deque()
+
+        def fill() -> None:
+            while len(inflight) < self.window and not self._stop.is_set():
+                item = next(todo, None)
+                if item is None:
+                    return
+                inflight.append((item, pool.submit(self._upload, item)))
+
+        try:
+            fill()
+            while inflight:
+                item, future = inflight.popleft()
+                try:
+                    manifest = future.result()
+                except _Stop as stop:
+                    if stop.outcome is Outcome.REJECT:
+                        self._reject(item, str(stop))
+                        fill()
+                        continue
+                    self._error(str(stop))
+                    if stop.outcome is Outcome.REENROLL:
+                        self._forget_token()
+                    return self._backoff.next_delay(stop.retry_after)
+                self._delete(item, manifest, refs)
+                self._backoff.reset()
+                fill()
+        finally:
+            # chunks still in flight after a failure are kept (not deleted, out of order);
+            # wait for them so that the next pass never races them
+            for _, future in inflight:
+                with contextlib.suppress(BaseException):
+                    future.result()
         return None
 
     # -- token ---------------------------------------------------------------------------
@@ -468,7 +515,8 @@ class Uploader:
                 f"chunk {item.session}/{item.seq:06d}: acknowledged digest {echoed!r} "
                 "does not match; keeping the chunk",
             )
-        self.uploaded_bytes += len(data)
+        with self._lock:
+            self.uploaded_bytes += len(data)
         return manifest
 
     def _upload_blob(self, sha: str) -> None:
@@ -481,11 +529,13 @@ class Uploader:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            self.blobs_missing += 1
+            with self._lock:
+                self.blobs_missing += 1
             log.warning("blob %s referenced by a chunk is missing locally", sha)
             return
         if hashlib.sha256(data).hexdigest() != sha:
-            self.blobs_missing += 1
+            with self._lock:
+                self.blobs_missing += 1
             log.warning("blob %s is damaged locally; not uploaded", sha)
             return
         resp = self._request(
@@ -499,7 +549,8 @@ class Uploader:
             },
         )
         self._check(resp, f"blob {sha[:12]}")
-        self.blobs_uploaded += 1
+        with self._lock:
+            self.blobs_uploaded += 1
 
     # -- consent receipts ----------------------------------------------------------------
     def _receipts_ledger(self) -> Path:
