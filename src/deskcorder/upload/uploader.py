@@ -35,7 +35,6 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -50,9 +49,11 @@ from deskcorder.storage.chunk import (
     MANIFEST_SUFFIX,
     PART_SUFFIX,
     Manifest,
+    atomic_write,
     fsync_dir,
     read_manifest,
 )
+from deskcorder.storage.spool import SealedChunk, Spool
 
 from .retry import (
     RETRY_AFTER_STATUSES,
@@ -77,15 +78,7 @@ APPROVAL_FORMAT = "deskcorder-approval"
 UPLOAD_WINDOW = 3  # chunks in flight at once (without a bandwidth cap)
 
 
-@dataclass(frozen=True)
-class Pending:
-    session: str
-    seq: int
-    path: Path
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.path.with_name(f"{self.seq:06d}{MANIFEST_SUFFIX}")
+Pending = SealedChunk  # a sealed chunk waiting for upload
 
 
 class _Stop(Exception):
@@ -101,32 +94,9 @@ def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """temp (mode 0600) + fsync + rename + fsync(dir)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
 def pending_chunks(spool_root: Path) -> list[Pending]:
     """Sealed chunks with a manifest, oldest session first, in seq order."""
-    sessions = spool_root / "sessions"
-    out: list[Pending] = []
-    if not sessions.is_dir():
-        return out
-    for folder in sorted(p for p in sessions.iterdir() if p.is_dir()):
-        for chunk in sorted(folder.glob(f"[0-9]*{CHUNK_SUFFIX}")):
-            seq = int(chunk.name.split(".", 1)[0])
-            item = Pending(folder.name, seq, chunk)
-            if item.manifest_path.exists():
-                out.append(item)
-    return out
+    return Spool(spool_root).sealed_chunks()
 
 
 def approval_path(item: Pending) -> Path:
@@ -437,7 +407,7 @@ class Uploader:
             raise _Stop(Outcome.RETRY, "enroll answer has no token") from exc
         (self._root / "state").mkdir(mode=0o700, parents=True, exist_ok=True)
         body = {"endpoint": self.cfg.endpoint, "device": self.device, "token": token}
-        _write_private(self._token_path(), json.dumps(body).encode())
+        atomic_write(self._token_path(), json.dumps(body).encode())
         self.enrollments += 1
         self._token = token
         return token
@@ -584,7 +554,7 @@ class Uploader:
             else:
                 self._check(resp, f"consent receipt {path.name}")
             sent.add(path.name)
-            _write_private(self._receipts_ledger(), json.dumps(sorted(sent)).encode())
+            atomic_write(self._receipts_ledger(), json.dumps(sorted(sent)).encode())
             self.receipts_sent += 1
 
     # -- local bookkeeping ---------------------------------------------------------------
@@ -667,7 +637,7 @@ class Uploader:
             "at": _now_iso(),
             "collector": self.cfg.endpoint,
         }
-        _write_private(folder / f"{item.seq:06d}.reason.json", json.dumps(body).encode())
+        atomic_write(folder / f"{item.seq:06d}.reason.json", json.dumps(body).encode())
         os.replace(item.path, folder / item.path.name)
         if item.manifest_path.exists():
             os.replace(item.manifest_path, folder / item.manifest_path.name)
@@ -695,7 +665,7 @@ class Uploader:
         }
         with contextlib.suppress(OSError):
             (self._root / "state").mkdir(mode=0o700, parents=True, exist_ok=True)
-            _write_private(self._status_path(), json.dumps(body).encode())
+            atomic_write(self._status_path(), json.dumps(body).encode())
 
     _uploaded_total = 0
     _status_saved = 0.0
