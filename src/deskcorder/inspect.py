@@ -191,6 +191,10 @@ def write_local_state(local: dict[str, Any], out: TextIO) -> None:
     review = local["review"]
     if review["sealed_chunks"]:
         out.write(
-            f"Sealed chunks on this machine: {review['sealed_chunks']} "
-            f"({review['approved']} approved for upload; see `deskcorder review`)\n"
+            f"Sealed chunks on this machine: {review['sealed_chunks']} not yet uploaded"
+            + (
+                f" ({review['approved']} approved for upload in `deskcorder review`)\n"
+                if review["approved"]
+                else "\n"
+            )
         )

@@ -206,7 +206,7 @@ def test_consent_and_review_commands(cli: Cli, tmp_path: Path) -> None:
     assert cli.run("review", "--spool", str(spool)).stdout.startswith("approved")
     inspected = cli.run("inspect", "--spool", str(spool)).stdout
     assert "Consent receipts: 3; latest: accept of notice t-1" in inspected
-    assert "Sealed chunks on this machine: 1 (1 approved for upload" in inspected
+    assert "Sealed chunks on this machine: 1 not yet uploaded (1 approved for upload" in inspected
     # a marker that does not match the chunk's digest does not approve it
     marker = json.loads(approval_path(chunk).read_text())
     approval_path(chunk).write_text(json.dumps({**marker, "sha256": "0" * 64}))
