@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from deskcorder.events import WindowInfo
 from deskcorder.platform.base import Emit
@@ -65,3 +66,19 @@ class XdoProbe:
             return []
         ids = [int(v.strip(), 16) for v in out.split("#", 1)[1].split(",") if v.strip()]
         return [self._info(wid) for wid in ids]
+
+
+def shots_outside_exclusions(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every ``shot`` record, asserting none falls while an excluded window has focus
+    (between an ``excl`` marker and the next ``focus``)."""
+    excluded = False
+    shots = []
+    for rec in records:
+        if rec["k"] == "excl":
+            excluded = True
+        elif rec["k"] == "focus":
+            excluded = False
+        elif rec["k"] == "shot":
+            assert not excluded, "a shot was recorded while an excluded window had focus"
+            shots.append(rec)
+    return shots

@@ -15,7 +15,13 @@ from deskcorder.platform.fake import create_backend
 from deskcorder.policy.load import Layer, build_policy
 from deskcorder.storage.blobs import BlobStore
 from deskcorder.storage.reader import list_sessions
-from tests.screenshots.helpers import QUADRANTS, XdoProbe, geometry, pattern_window
+from tests.screenshots.helpers import (
+    QUADRANTS,
+    XdoProbe,
+    geometry,
+    pattern_window,
+    shots_outside_exclusions,
+)
 from tests.xserver import XServer
 
 pytest.importorskip("PIL")
@@ -72,20 +78,13 @@ def test_agent_records_shots_referenced_by_manifest(
     manifests = session.manifests()
     referenced = {sha for m in manifests for sha in m.blobs}
     store = BlobStore(tmp_path / "spool" / "blobs")
-    excluded = False
-    for rec in records:
-        if rec["k"] == "excl":
-            excluded = True
-        elif rec["k"] == "focus":
-            excluded = False
-        elif rec["k"] == "shot":
-            assert not excluded, "a shot was recorded while an excluded window had focus"
-            ShotRec.model_validate(rec)
-            assert rec["sha256"] in referenced and store.has(rec["sha256"])
-            assert rec["win"] == wid and rec["mon"] == [0, 0, 3840, 1080]  # mss: one screen
-            img = Image.open(io.BytesIO(store.read(rec["sha256"]))).convert("RGB")
-            r, g, b = img.getpixel((gx + gw // 4, gy + gh // 4))
-            assert abs(r - QUADRANTS[0][0]) + g + b < 60
+    for rec in shots_outside_exclusions(records):
+        ShotRec.model_validate(rec)
+        assert rec["sha256"] in referenced and store.has(rec["sha256"])
+        assert rec["win"] == wid and rec["mon"] == [0, 0, 3840, 1080]  # mss: one screen
+        img = Image.open(io.BytesIO(store.read(rec["sha256"]))).convert("RGB")
+        r, g, b = img.getpixel((gx + gw // 4, gy + gh // 4))
+        assert abs(r - QUADRANTS[0][0]) + g + b < 60
     reasons = {r["reason"] for r in shots}
     assert "click" in reasons or "focus" in reasons
     assert agent.status()["screenshots"]["shots"] >= len(shots)

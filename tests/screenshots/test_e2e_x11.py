@@ -10,7 +10,7 @@ import pytest
 from deskcorder import read_session
 from deskcorder.storage.blobs import BlobStore
 from tests.e2e.agent import AgentProcess
-from tests.screenshots.helpers import QUADRANTS, geometry, pattern_window
+from tests.screenshots.helpers import QUADRANTS, geometry, pattern_window, shots_outside_exclusions
 from tests.xserver import XServer, wait_for
 
 pytest.importorskip("PIL")
@@ -70,16 +70,7 @@ def test_clicks_record_shots_with_excluded_window_black(x: XServer, tmp_path: Pa
     records = list(session.records())
     referenced = {sha for m in session.manifests() for sha in m.blobs}
     store = BlobStore(agent.spool / "blobs")
-    excluded = False
-    shots = []
-    for rec in records:
-        if rec["k"] == "excl":
-            excluded = True
-        elif rec["k"] == "focus":
-            excluded = False
-        elif rec["k"] == "shot":
-            assert not excluded, "screenshot while the excluded window had focus"
-            shots.append(rec)
+    shots = shots_outside_exclusions(records)
     assert first in shots and len(shots) >= 2
     for rec in shots:
         assert rec["sha256"] in referenced

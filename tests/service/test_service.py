@@ -86,18 +86,23 @@ def test_rendered_unit_passes_systemd_analyze_verify_without_warnings(
     unit.write_text(svc_linux.render_unit(target(tmp_path, scope)))
     runtime = tmp_path / "xdg-runtime"
     runtime.mkdir(mode=0o700)
-    done = subprocess.run(
+    done = _verify(tool, unit, runtime, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", done.stderr
+    assert done.stdout == ""
+
+
+def _verify(tool: str, unit: Path, runtime: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``systemd-analyze --user verify UNIT`` with its own XDG_RUNTIME_DIR."""
+    return subprocess.run(
         [tool, "--user", "verify", str(unit)],
         capture_output=True,
         text=True,
         timeout=60,
         env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)},
-        cwd=tmp_path,
+        cwd=cwd,
         check=False,
     )
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == "", done.stderr
-    assert done.stdout == ""
 
 
 def test_systemd_analyze_catches_a_bad_unit(tmp_path: Path) -> None:
@@ -107,15 +112,7 @@ def test_systemd_analyze_catches_a_bad_unit(tmp_path: Path) -> None:
     unit.write_text(svc_linux.render_unit(target(tmp_path)) + "\n[Service]\nRestartSteps=3\n")
     runtime = tmp_path / "rt"
     runtime.mkdir(mode=0o700)
-    done = subprocess.run(
-        [tool, "--user", "verify", str(unit)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)},
-        cwd=tmp_path,
-        check=False,
-    )
+    done = _verify(tool, unit, runtime, tmp_path)
     assert "RestartSteps" in done.stderr
 
 
