@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .store import Body, Limits, PutResult, Rejected, Store
+from .store import Body, Limits, Rejected, Store
 from .validate import parse_seq, valid_device, valid_session, valid_sha, valid_user
 
 log = logging.getLogger(__name__)
@@ -190,12 +190,8 @@ class Collector:
         if owner is not None and owner != device:
             return _error(403, f"session {session} belongs to another device")
         body = await self._receive_body(request, self.limits.max_chunk_bytes)
-        try:
-            result: PutResult = await anyio.to_thread.run_sync(
-                self.store.put_chunk_claimed, device, session, seq, claimed, body
-            )
-        finally:
-            body.discard()
+        # the pipeline owns the body from here (and discards it when done)
+        result = await self.store.ingest.put_async(device, session, seq, claimed, body)
         if result.created:
             self.metrics.chunks_stored += 1
         else:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import secrets
@@ -30,8 +29,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from deskcorder.errors import DeskcorderError, FormatError
-from deskcorder.storage.chunk import fsync_dir, iter_lines
+from deskcorder.storage.chunk import CHUNK_SUFFIX, fsync_dir, iter_lines
 
+from .ingest import Ingest, Job
 from .validate import ChunkInfo, valid_user, validate_chunk
 
 SCHEMA = """
@@ -60,69 +60,88 @@ CREATE INDEX IF NOT EXISTS receipts_user ON receipts(user);
 
 CACHE_MAX = 100_000
 SPILL_BYTES = 4 * 1024 * 1024
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
 
 class Body:
     """A request body: in memory up to SPILL_BYTES, then in a temp file.
 
     Created and written on the event loop; only bodies larger than the
-    threshold create a file there. ``durable_file`` (in a worker thread)
-    returns a fsynced temp file ready to be renamed into place.
+    threshold create a file there. Then, in pipeline threads: ``write_temp``
+    puts it in its temp file, ``sync`` makes that durable and ``take`` hands
+    the path over to be renamed into place (``durable_file`` does all three).
     """
 
     def __init__(self, tmp_dir: Path) -> None:
         self.tmp_dir = tmp_dir
         self.size = 0
-        self._buf = io.BytesIO()
-        self._path: Path | None = None
+        self._pieces: list[bytes] = []
+        self._path: str | None = None
         self._fh: IO[bytes] | None = None
 
-    def _new_path(self) -> Path:
-        return self.tmp_dir / f"{secrets.token_hex(8)}.part"
+    def _open_temp(self) -> IO[bytes]:
+        """A new private (0600) temp file in ``tmp_dir``, owned by this body."""
+        path = os.path.join(self.tmp_dir, f"{secrets.token_hex(8)}.part")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
+        self._path = path
+        return os.fdopen(fd, "w+b")
 
     def write(self, piece: bytes) -> None:
         self.size += len(piece)
         if self._fh is None and self.size > SPILL_BYTES:
-            self._path = self._new_path()
-            self._fh = open(self._path, "w+b")  # noqa: SIM115 - closed by discard/durable_file
-            self._fh.write(self._buf.getvalue())
-            self._buf = io.BytesIO()
-        (self._fh or self._buf).write(piece)
+            self._fh = self._open_temp()
+            self._fh.writelines(self._pieces)
+            self._pieces = []
+        if self._fh is not None:
+            self._fh.write(piece)
+        else:
+            self._pieces.append(piece)
 
-    def reader(self) -> IO[bytes]:
+    def source(self) -> bytes | IO[bytes]:
+        """The body: bytes when in memory, else its (flushed) temp file."""
         if self._fh is not None:
             self._fh.flush()
             self._fh.seek(0)
             return self._fh
-        self._buf.seek(0)
-        return self._buf
+        if len(self._pieces) != 1:
+            self._pieces = [b"".join(self._pieces)]
+        return self._pieces[0]
 
     def sha256(self) -> str:
         """Hex sha256 of the body (called in a worker thread: hashlib drops the GIL)."""
-        if self._fh is None:
-            return hashlib.sha256(self._buf.getbuffer()).hexdigest()
-        self._fh.flush()
-        self._fh.seek(0)
+        source = self.source()
+        if isinstance(source, bytes):
+            return hashlib.sha256(source).hexdigest()
         sha = hashlib.sha256()
-        while block := self._fh.read(1 << 20):
+        while block := source.read(1 << 20):
             sha.update(block)
         return sha.hexdigest()
 
-    def durable_file(self) -> Path:
+    def write_temp(self) -> None:
+        """Put the body in its temp file (written, not yet durable)."""
         if self._fh is None:
-            self._path = self._new_path()
-            with open(self._path, "wb") as fh:
-                fh.write(self._buf.getbuffer())
-                fh.flush()
-                os.fsync(fh.fileno())
-        else:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
-            self._fh = None
-        assert self._path is not None
-        path, self._path = self._path, None
+            data = self.source()
+            self._fh = self._open_temp()
+            self._fh.write(data)  # type: ignore[arg-type]  # in memory: bytes
+        self._fh.flush()
+
+    def sync(self) -> None:
+        """Make the temp file durable (its data and size)."""
+        assert self._fh is not None, "write_temp first"
+        os.fsync(self._fh.fileno())
+
+    def take(self) -> str:
+        """Close the (synced) temp file and hand its path over, to be renamed into place."""
+        assert self._fh is not None and self._path is not None, "write_temp first"
+        self._fh.close()
+        path, self._fh, self._path = self._path, None, None
         return path
+
+    def durable_file(self) -> str:
+        """The body in a fsynced temp file (a path in ``tmp_dir``), ready to be renamed."""
+        self.write_temp()
+        self.sync()
+        return self.take()
 
     def discard(self) -> None:
         if self._fh is not None:
@@ -130,9 +149,10 @@ class Body:
                 self._fh.close()
             self._fh = None
         if self._path is not None:
-            self._path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path)
             self._path = None
-        self._buf = io.BytesIO()
+        self._pieces = []
 
 
 @dataclass(frozen=True)
@@ -158,30 +178,12 @@ class PutResult:
     created: bool
 
 
-@dataclass
-class _IndexEntry:
-    """A chunk whose file is renamed into place, waiting for the group commit."""
-
-    device: str
-    session: str
-    seq: int
-    sha: str
-    size: int
-    records: int
-    user: str
-    blobs: tuple[str, ...]
-    folder: Path
-    done: bool = False
-    result: PutResult | None = None
-    error: BaseException | None = None
-
-
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 class Store:
-    def __init__(self, root: Path, limits: Limits | None = None) -> None:
+    def __init__(self, root: Path, limits: Limits | None = None, *, validators: int = 3) -> None:
         self.root = Path(root)
         self.limits = limits or Limits()
         self.chunks_dir = self.root / "chunks"
@@ -211,15 +213,14 @@ class Store:
             raise DeskcorderError(f"{self.root}: cannot open the index: {exc}") from exc
         self._lock = threading.Lock()
         self._read_lock = threading.Lock()
-        # group commit: chunks renamed into place, waiting for folder fsync + index commit
-        self._queue_lock = threading.Lock()
-        self._queue: list[_IndexEntry] = []
-        self.group_commits = 0
         # read on the event loop: never wait there for a lock held across a commit
         self._devices: dict[str, str] = {}  # token digest -> device
         self._owners: dict[str, str] = {}  # session -> device
+        self._folders: dict[str, str] = {}  # session -> its chunk folder (known to exist)
+        self.ingest = Ingest(self, validators)
 
     def close(self) -> None:
+        self.ingest.close()
         with self._lock:
             self._db.close()
         with self._read_lock:
@@ -244,8 +245,8 @@ class Store:
         cached = self._devices.get(digest)
         if cached is not None:
             return cached
-        with self._lock:
-            row = self._db.execute(
+        with self._read_lock:  # the reader: never waits for a commit in progress
+            row = self._reader.execute(
                 "SELECT device FROM devices WHERE token_sha256=? AND revoked=0", (digest,)
             ).fetchone()
         if row is None:
@@ -273,7 +274,7 @@ class Store:
         fsync_dir(final.parent)
 
     def chunk_path(self, session: str, seq: int) -> Path:
-        return self.chunks_dir / session / f"{seq:06d}.jsonl.zst"
+        return self.chunks_dir / session / f"{seq:06d}{CHUNK_SUFFIX}"
 
     def blob_path(self, sha: str) -> Path:
         return self.blobs_dir / sha[:2] / sha
@@ -282,8 +283,8 @@ class Store:
         cached = self._owners.get(session)
         if cached is not None:
             return cached
-        with self._lock:
-            row = self._db.execute(
+        with self._read_lock:  # the reader: never waits for a commit in progress
+            row = self._reader.execute(
                 "SELECT device FROM sessions WHERE session=?", (session,)
             ).fetchone()
         if row is None:
@@ -304,127 +305,131 @@ class Store:
     def put_chunk_claimed(
         self, device: str, session: str, seq: int, claimed: str, body: Body
     ) -> PutResult:
-        """Digest-check ``body`` against the ``claimed`` sha256, then ``put_chunk``.
+        """Store a chunk whose body should have the ``claimed`` sha256 (blocking).
 
-        One worker-thread call per PUT: hashing, decompression, validation,
-        fsyncs and the index commit all run off the event loop.
+        The HTTP route uses ``self.ingest.put_async``; both go through the
+        same pipeline (``ingest.py``), which owns ``body`` from here on.
         """
-        sha = body.sha256()
-        if sha != claimed:
-            raise Rejected(400, f"body sha256 {sha} does not match the header")
-        return self.put_chunk(device, session, seq, sha, body)
+        return self.ingest.put(device, session, seq, claimed, body)
 
-    def put_chunk(self, device: str, session: str, seq: int, sha: str, body: Body) -> PutResult:
-        """Validate the received ``body`` (already digest-checked) and store it."""
-        owner = self.session_owner(session)
-        if owner is not None and owner != device:
-            raise Rejected(403, f"session {session} belongs to another device")
-        existing = self.chunk_digest(session, seq)
+    def prepare_chunk(self, job: Job) -> bool:
+        """Validator thread: check and place ``job``'s body; True if already answered.
+
+        Digest check, duplicate check, bounded validation, then temp + fsync +
+        rename into place. The folder fsync and the index row are the
+        committer's (``commit_chunks``); until then the chunk is not
+        acknowledged, and a crash leaves at most a file that the device's
+        retry writes again.
+        """
+        body = job.body
+        sha = body.sha256()
+        if sha != job.claimed:
+            raise Rejected(400, f"body sha256 {sha} does not match the header")
+        owner = self.session_owner(job.session)
+        if owner is not None and owner != job.device:
+            raise Rejected(403, f"session {job.session} belongs to another device")
+        existing = self.chunk_digest(job.session, job.seq)
         if existing is not None:
             if existing == sha:
-                return PutResult(sha, created=False)
-            raise Rejected(409, f"chunk {session}/{seq:06d} already stored with another digest")
+                job.result = PutResult(sha, created=False)
+                return True
+            raise Rejected(
+                409, f"chunk {job.session}/{job.seq:06d} already stored with another digest"
+            )
         try:
             info = validate_chunk(
-                body.reader(),
+                body.source(),
                 max_output=self.limits.max_decompressed_bytes,
                 max_line=self.limits.max_line_bytes,
             )
         except FormatError as exc:
             raise Rejected(422, f"not a valid chunk: {exc}") from exc
-        self._check_header(info, device, session, seq)
-        final = self.chunk_path(session, seq)
-        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        entry = _IndexEntry(
-            device=device,
-            session=session,
-            seq=seq,
-            sha=sha,
-            size=body.size,
-            records=info.records,
-            user=str(info.header.get("user") or ""),
-            blobs=tuple(info.blobs),
-            folder=final.parent,
-        )
-        os.replace(body.durable_file(), final)  # the file itself is fsynced
-        return self._group_commit(entry)
+        self._check_header(info, job.device, job.session, job.seq)
+        job.sha = sha
+        job.records = info.records
+        job.user = str(info.header.get("user") or "")
+        job.blobs = tuple(info.blobs)
+        job.folder = self._session_folder(job.session)
+        body.write_temp()  # the committer fsyncs it, renames it into place, fsyncs the folder
+        return False
 
-    def _group_commit(self, entry: _IndexEntry) -> PutResult:
-        """Fsync the folder and commit the index row, together with concurrent PUTs.
+    def _session_folder(self, session: str) -> str:
+        """``chunks/<session>`` as a string, created once (and remembered)."""
+        folder = self._folders.get(session)
+        if folder is None:
+            folder = os.path.join(self.chunks_dir, session)
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            if len(self._folders) > CACHE_MAX:
+                self._folders.clear()
+            self._folders[session] = folder
+        return folder
 
-        Whoever holds the index lock fsyncs the folders of *every* waiting
-        chunk (renamed before they queued) and commits all their rows in one
-        transaction (one WAL fsync); the others find their entry done when they
-        get the lock. Nobody returns before its folder is fsynced and its row
-        committed: the durability of a single PUT, at a fraction of the fsyncs.
+    def commit_chunks(self, batch: list[Job]) -> None:
+        """Committer thread: make a batch of validated chunks durable and index them.
+
+        temp files fsynced, renamed into place, their folders fsynced, then
+        every row in one transaction (one WAL fsync). One thread doing this
+        for many PUTs costs far fewer GIL hand-offs and journal commits than
+        each PUT doing it alone. Sets each job's result (or its 409 when the
+        same chunk was committed in between, which ``Ingest`` normally
+        prevents); raises on an I/O or index error, which answers the batch.
         """
-        with self._queue_lock:
-            self._queue.append(entry)
+        for job in batch:
+            job.body.sync()
+        now = time.time()
+        outcomes: list[tuple[Job, PutResult | Rejected]] = []
         with self._lock:
-            if not entry.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._commit_batch(batch)
-        if entry.error is not None:
-            raise entry.error
-        assert entry.result is not None
-        return entry.result
-
-    def _commit_batch(self, batch: list[_IndexEntry]) -> None:
-        """Called with ``self._lock`` held."""
-        outcomes: list[PutResult | BaseException] = []
-        try:
-            for folder in {e.folder for e in batch}:
-                fsync_dir(folder)
-            now = time.time()
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for e in batch:
+                placed: list[Job] = []
+                for job in batch:
+                    key = (job.session, job.seq)
                     row = self._db.execute(
-                        "SELECT sha256 FROM chunks WHERE session=? AND seq=?", (e.session, e.seq)
+                        "SELECT sha256 FROM chunks WHERE session=? AND seq=?", key
                     ).fetchone()
-                    if row is not None:  # a concurrent identical PUT won the race
-                        if row[0] == e.sha:
-                            outcomes.append(PutResult(e.sha, created=False))
-                        else:
-                            outcomes.append(
-                                Rejected(
-                                    409,
-                                    f"chunk {e.session}/{e.seq:06d} already stored "
-                                    "with another digest",
-                                )
-                            )
+                    if row is not None:
+                        outcomes.append((job, self._duplicate(job, str(row[0]))))
                         continue
+                    final = os.path.join(job.folder, f"{job.seq:06d}{CHUNK_SUFFIX}")
+                    os.replace(job.body.take(), final)
+                    placed.append(job)
+                for folder in {job.folder for job in placed}:
+                    fsync_dir(folder)
+                for job in placed:
                     self._db.execute(
                         "INSERT OR IGNORE INTO sessions(session, device, user, first_seen) "
                         "VALUES (?,?,?,?)",
-                        (e.session, e.device, e.user, now),
+                        (job.session, job.device, job.user, now),
                     )
                     self._db.execute(
                         "INSERT INTO chunks(session, seq, sha256, bytes, records, received) "
                         "VALUES (?,?,?,?,?,?)",
-                        (e.session, e.seq, e.sha, e.size, e.records, now),
+                        (job.session, job.seq, job.sha, job.body.size, job.records, now),
                     )
-                    self._db.executemany(
-                        "INSERT OR IGNORE INTO chunk_blobs(session, seq, sha256) VALUES (?,?,?)",
-                        [(e.session, e.seq, b) for b in e.blobs],
-                    )
-                    outcomes.append(PutResult(e.sha, created=True))
+                    if job.blobs:
+                        self._db.executemany(
+                            "INSERT OR IGNORE INTO chunk_blobs(session, seq, sha256) "
+                            "VALUES (?,?,?)",
+                            [(job.session, job.seq, sha) for sha in job.blobs],
+                        )
+                    outcomes.append((job, PutResult(job.sha, created=True)))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        except BaseException as exc:
-            for e in batch:
-                e.error, e.done = exc, True
-            raise
-        self.group_commits += 1
-        for e, outcome in zip(batch, outcomes, strict=True):
+        for job, outcome in outcomes:
             if isinstance(outcome, PutResult):
-                e.result = outcome
+                job.result = outcome
             else:
-                e.error = outcome
-            e.done = True
+                job.error = outcome
+
+    @staticmethod
+    def _duplicate(job: Job, stored: str) -> PutResult | Rejected:
+        if stored == job.sha:
+            return PutResult(job.sha, created=False)
+        return Rejected(
+            409, f"chunk {job.session}/{job.seq:06d} already stored with another digest"
+        )
 
     def _check_header(self, info: ChunkInfo, device: str, session: str, seq: int) -> None:
         header = info.header
@@ -563,6 +568,7 @@ class Store:
                     self._db.execute(f"DELETE FROM {table} WHERE session=?", (session,))
             for session in sessions:
                 self._owners.pop(session, None)
+                self._folders.pop(session, None)
             receipts = self._db.execute("DELETE FROM receipts WHERE user=?", (user,)).rowcount
             orphans = [
                 sha

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -51,58 +51,85 @@ def parse_seq(value: str) -> int | None:
     return int(value)
 
 
-def _read_exact(fh: IO[bytes], n: int) -> bytes:
-    data = fh.read(n)
-    if len(data) != n:
-        raise FormatError("zstd data is truncated (a frame is not finished)")
-    return data
+Source = bytes | memoryview | IO[bytes]
 
 
-def check_frames_complete(fh: IO[bytes]) -> None:
+class _Cursor:
+    """Sequential reads over an in-memory body or a file (the frame walk needs both)."""
+
+    def __init__(self, source: Source) -> None:
+        self._pos = 0
+        self._fh: IO[bytes] | None = None
+        if isinstance(source, bytes | memoryview):
+            self._mv = memoryview(source)
+        else:
+            self._mv = memoryview(b"")
+            self._fh = source
+            source.seek(0)
+
+    def read(self, n: int) -> bytes | memoryview:
+        if self._fh is not None:
+            return self._fh.read(n)
+        piece = self._mv[self._pos : self._pos + n]
+        self._pos += len(piece)
+        return piece
+
+    def exact(self, n: int) -> bytes | memoryview:
+        data = self.read(n)
+        if len(data) != n:
+            raise FormatError("zstd data is truncated (a frame is not finished)")
+        return data
+
+    def skip(self, n: int) -> None:
+        if self._fh is not None:
+            self._fh.seek(n, 1)
+        else:
+            self._pos += n
+
+
+def check_frames_complete(source: Source) -> None:
     """Walk the zstd frame structure (headers and block sizes only, no decoding).
 
     The streaming decoder stops quietly at a torn frame; this walk refuses a
     body whose last frame does not end exactly at the end of the data.
     """
-    fh.seek(0)
+    cur = _Cursor(source)
     frames = 0
     while True:
-        magic_bytes = fh.read(4)
+        magic_bytes = cur.read(4)
         if not magic_bytes:
             break
         if len(magic_bytes) != 4:
             raise FormatError("zstd data is truncated (a frame is not finished)")
         magic = int.from_bytes(magic_bytes, "little")
         if magic & _SKIPPABLE_MASK == _SKIPPABLE_MAGIC:
-            size = int.from_bytes(_read_exact(fh, 4), "little")
-            fh.seek(size, 1)
+            cur.skip(int.from_bytes(cur.exact(4), "little"))
             continue
         if magic != _ZSTD_MAGIC:
             raise FormatError("not zstd data (bad frame magic)")
         frames += 1
-        fhd = _read_exact(fh, 1)[0]
+        fhd = cur.exact(1)[0]
         fcs_flag = fhd >> 6
         single_segment = (fhd >> 5) & 1
         checksum = (fhd >> 2) & 1
         dict_flag = fhd & 3
         skip = (0 if single_segment else 1) + (0, 1, 2, 4)[dict_flag]
         skip += (1 if single_segment else 0, 2, 4, 8)[fcs_flag]
-        _read_exact(fh, skip)
+        cur.exact(skip)
         while True:
-            bh = int.from_bytes(_read_exact(fh, 3), "little")
+            bh = int.from_bytes(cur.exact(3), "little")
             last = bh & 1
             btype = (bh >> 1) & 3
             size = bh >> 3
             if btype == 3:
                 raise FormatError("zstd data is damaged (reserved block type)")
-            _read_exact(fh, 1 if btype == 1 else size)
+            cur.exact(1 if btype == 1 else size)
             if last:
                 break
         if checksum:
-            _read_exact(fh, 4)
+            cur.exact(4)
     if frames == 0:
         raise FormatError("empty body: no zstd frame")
-    fh.seek(0)
 
 
 @dataclass
@@ -114,15 +141,21 @@ class ChunkInfo:
 
 
 def iter_blocks(
-    stream: IO[bytes], *, max_output: int, max_line: int, read_size: int = 1 << 17
+    source: Source, *, max_output: int, max_line: int, read_size: int = 1 << 20
 ) -> Iterator[bytes]:
-    """Decompress ``stream`` and yield blocks of complete lines (each ending in ``\\n``).
+    """Decompress ``source`` and yield blocks of complete lines (each ending in ``\\n``).
 
     The same bounds as ``storage.chunk.iter_lines`` (total output, longest line,
     memory of one line plus one read) but checked per block with C-speed bytes
-    operations instead of per line: the collector's hot path.
+    operations instead of per line: the collector's hot path. Memory stays
+    within ``read_size`` plus one line; the decoder releases the GIL, so
+    concurrent requests decompress on several cores.
     """
-    reader = zstd.ZstdDecompressor().stream_reader(stream, read_across_frames=True, read_size=65536)
+    if not isinstance(source, bytes | memoryview):
+        source.seek(0)
+    reader = zstd.ZstdDecompressor().stream_reader(
+        source, read_across_frames=True, read_size=1 << 17
+    )
     rest = b""
     total = 0
     while True:
@@ -143,24 +176,30 @@ def iter_blocks(
             first = text.find(b"\n")
             if first > max_line:  # only the first line can span earlier reads
                 raise FormatError(f"a line is longer than {max_line} bytes")
-            rest = text[cut + 1 :]
-            yield text[: cut + 1]
+            if cut == len(text) - 1:  # the usual case: no copy
+                rest = b""
+                yield text
+            else:
+                rest = text[cut + 1 :]
+                yield text[: cut + 1]
         if len(rest) > max_line:
             raise FormatError(f"a line is longer than {max_line} bytes")
     if rest:
         raise FormatError("zstd data ends inside a line (torn or truncated)")
 
 
-def validate_chunk(fh: IO[bytes], *, max_output: int, max_line: int) -> ChunkInfo:
-    """Check that ``fh`` is a complete deskcorder chunk; bounded in memory and output.
+def validate_chunk(source: Source, *, max_output: int, max_line: int) -> ChunkInfo:
+    """Check that ``source`` is a complete deskcorder chunk; bounded in memory and output.
+
+    ``source`` is the body in memory, or its file when it was spilled to disk.
 
     The header line is parsed and checked; every further line must look like a
     JSON object (``{`` ... ``}``, checked per block); screenshot records are
     parsed to learn the blobs the chunk references.
     """
-    check_frames_complete(fh)
+    check_frames_complete(source)
     info: ChunkInfo | None = None
-    for block in iter_blocks(fh, max_output=max_output, max_line=max_line):
+    for block in iter_blocks(source, max_output=max_output, max_line=max_line):
         if info is None:
             end = block.index(b"\n")
             try:
@@ -181,7 +220,7 @@ def validate_chunk(fh: IO[bytes], *, max_output: int, max_line: int) -> ChunkInf
             raise FormatError(f"record {info.records + _first_bad(block)} is not a JSON object")
         info.records += lines
         info.raw_bytes += len(block)
-        if _SHOT in block:
+        if _contains(block, _SHOT):
             _blobs(block, info)
     if info is None:
         raise FormatError("chunk has no header line")
@@ -197,6 +236,35 @@ def _first_bad(block: bytes) -> int:
 
 
 _SHOT = b'"' + K_SHOT.encode() + b'"'
+
+
+def _gil_free_memmem() -> Callable[[bytes, bytes], bool] | None:
+    """libc's ``memmem`` through ctypes, which releases the GIL for the call.
+
+    The collector's threads spend most of their GIL time scanning decompressed
+    chunks; a search that runs without the GIL lets the others (and the event
+    loop) go on meanwhile. None where libc has no ``memmem`` (Windows).
+    """
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None).memmem
+    except (ImportError, OSError, AttributeError, TypeError):
+        return None
+    fn.restype = ctypes.c_void_p
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
+
+    def contains(haystack: bytes, needle: bytes) -> bool:
+        return fn(haystack, len(haystack), needle, len(needle)) is not None
+
+    return contains
+
+
+def _bytes_contains(haystack: bytes, needle: bytes) -> bool:
+    return needle in haystack
+
+
+_contains = _gil_free_memmem() or _bytes_contains
 
 
 def _blobs(block: bytes, info: ChunkInfo) -> None:

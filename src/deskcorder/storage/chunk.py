@@ -79,7 +79,7 @@ def seq_of(path: Path) -> int:
     return int(path.name.split(".", 1)[0])
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: str | os.PathLike[str]) -> None:
     """Make a rename or create in ``path`` durable (no-op where unsupported)."""
     if os.name == "nt":  # pragma: no cover - directories cannot be opened on Windows
         return
