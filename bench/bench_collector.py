@@ -8,8 +8,11 @@ Usage (from the repository root, with the [collector] extra installed):
 Starts ``deskcorder collector serve`` as a real process on a loopback port.
 Part 1 sends distinct, valid 64 KiB chunks (a new session/seq each, so every
 request is verified, decompressed, fsynced and indexed) from an asyncio client
-with N keep-alive connections. Part 2 fills a spool with ~1 MiB chunks and
-times the uploader thread draining it (verify + PUT + ack + delete).
+with N keep-alive connections, in several rounds (median reported). The
+same-run baseline is a do-nothing ASGI app on the same uvicorn settings that
+reads each body and answers 201: the ceiling of this load generator plus the
+HTTP stack on this machine at this moment. Part 2 fills a spool with ~1 MiB
+chunks and times the uploader thread draining it (verify + PUT + ack + delete).
 Prints the figures; docs/performance.md records them.
 """
 
@@ -22,6 +25,7 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,6 +81,41 @@ def make_chunk(folder: Path, session: str, seq: int, target: int) -> Path:
     writer.write_many(records_for(target, seq))
     writer.seal()
     return folder / f"{seq:06d}.jsonl.zst"
+
+
+NOOP_APP = """
+import sys, uvicorn
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    body = b'{"created":true}'
+    await send({"type": "http.response.start", "status": 201, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
+            access_log=False, lifespan="off")
+"""
+
+
+def start_noop(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-c", NOOP_APP, str(port)])
+    _wait_listening(proc, port)
+    return proc
+
+
+def _wait_listening(proc: subprocess.Popen[bytes], port: int) -> None:
+    import socket
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("the baseline server did not start")
 
 
 def start_collector(data: Path, port: int) -> subprocess.Popen[bytes]:
@@ -154,31 +193,41 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_puts(port: int, token: str, n: int, conns: int, server_pid: int) -> dict[str, float]:
-    bodies: list[tuple[str, int, bytes]] = []
-    t0 = time.perf_counter()
+def make_bodies(n: int, rounds: int) -> list[list[tuple[str, int, bytes]]]:
+    """``rounds`` lists of ``n`` distinct valid chunks (a new session every 1000)."""
     pool = [records_for(64 * 1024, seed) for seed in range(8)]
-    for i in range(n):
-        session = f"20261127T000000Z-{i // 1000:08x}"
-        seq = i % 1000
-        bodies.append((session, seq, chunk_body(session, seq, pool[i % len(pool)])))
-    gen = time.perf_counter() - t0
-    sizes = [len(b) for _, _, b in bodies]
-    cpu0 = cpu_seconds(server_pid)
-    t0 = time.perf_counter()
-    ok = asyncio.run(put_all(port, token, bodies, conns))
-    elapsed = time.perf_counter() - t0
-    cpu = cpu_seconds(server_pid) - cpu0
+    out = []
+    for r in range(rounds):
+        bodies = []
+        for i in range(n):
+            session = f"20261127T{r:06d}Z-{i // 1000:08x}"
+            seq = i % 1000
+            bodies.append((session, seq, chunk_body(session, seq, pool[i % len(pool)])))
+        out.append(bodies)
+    return out
+
+
+def bench_puts(
+    port: int, token: str, rounds: list[list[tuple[str, int, bytes]]], conns: int, server_pid: int
+) -> dict[str, Any]:
+    per_round: list[float] = []
+    cpu_ms: list[float] = []
+    stored = 0
+    for bodies in rounds:
+        cpu0 = cpu_seconds(server_pid)
+        t0 = time.perf_counter()
+        stored += asyncio.run(put_all(port, token, bodies, conns))
+        elapsed = time.perf_counter() - t0
+        per_round.append(len(bodies) / elapsed)
+        cpu_ms.append((cpu_seconds(server_pid) - cpu0) / len(bodies) * 1000)
+    sizes = [len(b) for bodies in rounds for _, _, b in bodies]
     return {
-        "puts": n,
-        "stored": ok,
+        "puts": len(sizes),
+        "stored": stored,
         "mean_kib": sum(sizes) / len(sizes) / 1024,
-        "seconds": elapsed,
-        "puts_per_s": n / elapsed,
-        "mb_per_s": sum(sizes) / elapsed / 1e6,
-        "generate_s": gen,
-        "server_cpu_ms_per_put": cpu / n * 1000,
-        "puts_per_cpu_s": n / cpu if cpu else float("inf"),
+        "rounds": per_round,
+        "median": statistics.median(per_round),
+        "cpu_ms": statistics.median(cpu_ms),
     }
 
 
@@ -218,23 +267,40 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--puts", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--upload-mb", type=int, default=100)
     parser.add_argument("--data", type=Path, help="collector data folder's parent (default: tmp)")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-collector-", dir=args.data))
+    t0 = time.perf_counter()
+    rounds = make_bodies(args.puts, args.rounds)
+    print(f"generated {args.rounds} x {args.puts} chunks in {time.perf_counter() - t0:.1f} s")
+    port = args.port or _free_port()
+    noop = start_noop(port)
+    try:
+        base = bench_puts(port, "x", rounds, args.concurrency, noop.pid)
+    finally:
+        noop.terminate()
+        noop.wait(10)
     port = args.port or _free_port()
     proc = start_collector(work / "data", port)
     try:
         token = enroll(port)
-        puts = bench_puts(port, token, args.puts, args.concurrency, proc.pid)
+        puts = bench_puts(port, token, rounds, args.concurrency, proc.pid)
+        rounds_text = ", ".join(f"{r:.0f}" for r in puts["rounds"])
+        base_text = ", ".join(f"{r:.0f}" for r in base["rounds"])
         print(
             f"collector: {puts['puts']:.0f} PUTs of {puts['mean_kib']:.1f} KiB chunks "
-            f"({puts['stored']:.0f} stored) in {puts['seconds']:.2f} s = "
-            f"{puts['puts_per_s']:.0f} PUTs/s ({puts['mb_per_s']:.1f} MB/s), "
-            f"{args.concurrency} connections, 1 worker; server CPU "
-            f"{puts['server_cpu_ms_per_put']:.2f} ms/PUT = {puts['puts_per_cpu_s']:.0f} PUTs "
-            "per CPU-second"
+            f"({puts['stored']:.0f} stored), {args.concurrency} connections, 1 worker: "
+            f"median {puts['median']:.0f} PUTs/s (rounds: {rounds_text}) = "
+            f"{puts['median'] * puts['mean_kib'] * 1024 / 1e6:.1f} MB/s; server CPU "
+            f"{puts['cpu_ms']:.2f} ms/PUT"
+        )
+        print(
+            f"baseline (same run, do-nothing ASGI app on uvicorn): median {base['median']:.0f} "
+            f"PUTs/s (rounds: {base_text}); collector = "
+            f"{puts['median'] / base['median'] * 100:.0f}% of it"
         )
         up = bench_uploader(port, work, args.upload_mb, proc.pid)
         print(

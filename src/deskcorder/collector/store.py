@@ -381,38 +381,35 @@ class Store:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                # a few multi-row statements per batch, not a few per chunk: every
+                # statement hands the GIL over twice, and the validators want it
+                stored = self._stored_digests([(job.session, job.seq) for job in batch])
                 placed: list[Job] = []
                 for job in batch:
-                    key = (job.session, job.seq)
-                    row = self._db.execute(
-                        "SELECT sha256 FROM chunks WHERE session=? AND seq=?", key
-                    ).fetchone()
-                    if row is not None:
-                        outcomes.append((job, self._duplicate(job, str(row[0]))))
+                    if (job.session, job.seq) in stored:
+                        outcomes.append((job, self._duplicate(job, stored[job.session, job.seq])))
                         continue
                     final = os.path.join(job.folder, f"{job.seq:06d}{CHUNK_SUFFIX}")
                     os.replace(job.body.take(), final)
                     placed.append(job)
                 for folder in {job.folder for job in placed}:
                     fsync_dir(folder)
-                for job in placed:
-                    self._db.execute(
-                        "INSERT OR IGNORE INTO sessions(session, device, user, first_seen) "
-                        "VALUES (?,?,?,?)",
-                        (job.session, job.device, job.user, now),
-                    )
-                    self._db.execute(
-                        "INSERT INTO chunks(session, seq, sha256, bytes, records, received) "
-                        "VALUES (?,?,?,?,?,?)",
-                        (job.session, job.seq, job.sha, job.body.size, job.records, now),
-                    )
-                    if job.blobs:
-                        self._db.executemany(
-                            "INSERT OR IGNORE INTO chunk_blobs(session, seq, sha256) "
-                            "VALUES (?,?,?)",
-                            [(job.session, job.seq, sha) for sha in job.blobs],
-                        )
-                    outcomes.append((job, PutResult(job.sha, created=True)))
+                self._insert_rows(
+                    "INSERT OR IGNORE INTO sessions(session, device, user, first_seen)",
+                    [(job.session, job.device, job.user, now) for job in placed],
+                )
+                self._insert_rows(
+                    "INSERT INTO chunks(session, seq, sha256, bytes, records, received)",
+                    [
+                        (job.session, job.seq, job.sha, job.body.size, job.records, now)
+                        for job in placed
+                    ],
+                )
+                self._insert_rows(
+                    "INSERT OR IGNORE INTO chunk_blobs(session, seq, sha256)",
+                    [(job.session, job.seq, sha) for job in placed for sha in job.blobs],
+                )
+                outcomes += [(job, PutResult(job.sha, created=True)) for job in placed]
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -422,6 +419,34 @@ class Store:
                 job.result = outcome
             else:
                 job.error = outcome
+
+    _ROWS_PER_STATEMENT = 200  # well under SQLite's limit of bound variables
+
+    def _stored_digests(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        """Digests of the chunks among ``keys`` already indexed (``self._lock`` held)."""
+        out: dict[tuple[str, int], str] = {}
+        step = self._ROWS_PER_STATEMENT
+        for i in range(0, len(keys), step):
+            part = keys[i : i + step]
+            values = ",".join(["(?,?)"] * len(part))
+            rows = self._db.execute(
+                "SELECT session, seq, sha256 FROM chunks "
+                f"WHERE (session, seq) IN (VALUES {values})",  # placeholders only
+                [v for key in part for v in key],
+            ).fetchall()
+            out.update(((str(r[0]), int(r[1])), str(r[2])) for r in rows)
+        return out
+
+    def _insert_rows(self, head: str, rows: list[tuple[Any, ...]]) -> None:
+        """``head VALUES (...),(...)``: many rows per statement (``self._lock`` held)."""
+        step = self._ROWS_PER_STATEMENT
+        for i in range(0, len(rows), step):
+            part = rows[i : i + step]
+            one = "(" + ",".join("?" * len(part[0])) + ")"
+            self._db.execute(
+                f"{head} VALUES {','.join([one] * len(part))}",
+                [v for row in part for v in row],
+            )
 
     @staticmethod
     def _duplicate(job: Job, stored: str) -> PutResult | Rejected:

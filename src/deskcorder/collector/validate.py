@@ -213,10 +213,8 @@ def validate_chunk(source: Source, *, max_output: int, max_line: int) -> ChunkIn
             block = block[end + 1 :]
             if not block:
                 continue
-        lines = block.count(b"\n")
-        if not (
-            block.startswith(b"{") and block.endswith(b"}\n") and block.count(b"}\n{") == lines - 1
-        ):
+        lines = _object_lines(block)
+        if lines is None:
             raise FormatError(f"record {info.records + _first_bad(block)} is not a JSON object")
         info.records += lines
         info.raw_bytes += len(block)
@@ -225,6 +223,43 @@ def validate_chunk(source: Source, *, max_output: int, max_line: int) -> ChunkIn
     if info is None:
         raise FormatError("chunk has no header line")
     return info
+
+
+def _object_lines_bytes(block: bytes) -> int | None:
+    """How many lines ``block`` has if every one is ``{...}``, else None (bytes methods)."""
+    lines = block.count(b"\n")
+    if block.startswith(b"{") and block.endswith(b"}\n") and block.count(b"}\n{") == lines - 1:
+        return lines
+    return None
+
+
+def _numpy_object_lines() -> Callable[[bytes], int | None] | None:
+    """The same check vectorised with numpy (the collector extra installs it), else None.
+
+    Two passes of ``bytes.count`` held the GIL for about 200 µs per 190 KB
+    block and were half of the collector's GIL time; finding the newlines
+    once with numpy and looking at the bytes either side of each takes about
+    50 µs (docs/performance.md).
+    """
+    try:
+        import numpy as np
+    except ImportError:
+        return None
+
+    def object_lines(block: bytes) -> int | None:
+        a = np.frombuffer(block, np.uint8)
+        newlines = np.flatnonzero(a == 10)
+        if not len(newlines) or newlines[-1] != len(a) - 1 or a[0] != 123 or a[-2] != 125:
+            return None  # block ends with "}\n" and starts with "{"
+        inner = newlines[:-1]
+        if (a[inner - 1] == 125).all() and (a[inner + 1] == 123).all():  # "}\n{"
+            return len(newlines)
+        return None
+
+    return object_lines
+
+
+_object_lines = _numpy_object_lines() or _object_lines_bytes
 
 
 def _first_bad(block: bytes) -> int:
