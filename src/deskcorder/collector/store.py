@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from deskcorder.errors import DeskcorderError, FormatError
-from deskcorder.storage.chunk import CHUNK_SUFFIX, fsync_dir, iter_lines
+from deskcorder.storage.chunk import chunk_name, fsync_dir, iter_lines
 
 from .ingest import Ingest, Job
 from .validate import ChunkInfo, valid_user, validate_chunk
@@ -274,7 +274,7 @@ class Store:
         fsync_dir(final.parent)
 
     def chunk_path(self, session: str, seq: int) -> Path:
-        return self.chunks_dir / session / f"{seq:06d}{CHUNK_SUFFIX}"
+        return self.chunks_dir / session / chunk_name(seq)
 
     def blob_path(self, sha: str) -> Path:
         return self.blobs_dir / sha[:2] / sha
@@ -313,29 +313,29 @@ class Store:
         return self.ingest.put(device, session, seq, claimed, body)
 
     def prepare_chunk(self, job: Job) -> bool:
-        """Validator thread: check and place ``job``'s body; True if already answered.
+        """Validator thread: check ``job``'s body and write its temp file; True if answered.
 
-        Digest check, duplicate check, bounded validation, then temp + fsync +
-        rename into place. The folder fsync and the index row are the
-        committer's (``commit_chunks``); until then the chunk is not
-        acknowledged, and a crash leaves at most a file that the device's
-        retry writes again.
+        Digest check, duplicate check, bounded validation, then the body is
+        written to its temp file. The fsyncs, the rename into place and the
+        index row are the committer's (``commit_chunks``); until then the
+        chunk is not acknowledged, and a crash leaves at most a file that the
+        device's retry writes again.
         """
         body = job.body
         sha = body.sha256()
         if sha != job.claimed:
             raise Rejected(400, f"body sha256 {sha} does not match the header")
+        job.sha = sha
         owner = self.session_owner(job.session)
         if owner is not None and owner != job.device:
             raise Rejected(403, f"session {job.session} belongs to another device")
         existing = self.chunk_digest(job.session, job.seq)
         if existing is not None:
-            if existing == sha:
-                job.result = PutResult(sha, created=False)
-                return True
-            raise Rejected(
-                409, f"chunk {job.session}/{job.seq:06d} already stored with another digest"
-            )
+            outcome = self._duplicate(job, existing)
+            if isinstance(outcome, Rejected):
+                raise outcome
+            job.result = outcome
+            return True
         try:
             info = validate_chunk(
                 body.source(),
@@ -345,7 +345,6 @@ class Store:
         except FormatError as exc:
             raise Rejected(422, f"not a valid chunk: {exc}") from exc
         self._check_header(info, job.device, job.session, job.seq)
-        job.sha = sha
         job.records = info.records
         job.user = str(info.header.get("user") or "")
         job.blobs = tuple(info.blobs)
@@ -389,7 +388,7 @@ class Store:
                     if (job.session, job.seq) in stored:
                         outcomes.append((job, self._duplicate(job, stored[job.session, job.seq])))
                         continue
-                    final = os.path.join(job.folder, f"{job.seq:06d}{CHUNK_SUFFIX}")
+                    final = os.path.join(job.folder, chunk_name(job.seq))
                     os.replace(job.body.take(), final)
                     placed.append(job)
                 for folder in {job.folder for job in placed}:
@@ -450,6 +449,7 @@ class Store:
 
     @staticmethod
     def _duplicate(job: Job, stored: str) -> PutResult | Rejected:
+        """The answer to a PUT of a chunk already indexed with digest ``stored``."""
         if stored == job.sha:
             return PutResult(job.sha, created=False)
         return Rejected(
