@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -219,3 +220,36 @@ def test_screenshot_references_are_indexed(store: Store, tmp_path: Path) -> None
     with store._lock:
         rows = store._db.execute("SELECT sha256 FROM chunk_blobs WHERE seq=12").fetchall()
     assert sorted(r[0] for r in rows) == sorted(shas)
+
+
+def test_no_statement_of_the_put_path_scans_a_table(store: Store, tmp_path: Path) -> None:
+    """Every look-up a chunk PUT makes is an index search, so its cost does not grow
+    with the number of chunks stored (a row-value ``IN (VALUES ...)`` scanned them all)."""
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    store._reader.set_trace_callback(statements.append)
+    bodies = [chunk(tmp_path, seq, "q") for seq in range(8)]
+
+    async def main() -> list[PutResult]:
+        return await asyncio.gather(
+            *(
+                store.ingest.put_async(DEVICE, SESSION, seq, sha, body_of(store, data))
+                for seq, (data, sha) in enumerate(bodies)
+            )
+        )
+
+    assert all(r.created for r in asyncio.run(main()))
+    assert put(store, 1, *bodies[1]) == PutResult(bodies[1][1], created=False)  # look-up path
+    store._db.set_trace_callback(None)
+    store._reader.set_trace_callback(None)
+    queries = [s for s in statements if s.lstrip().upper().startswith(("SELECT", "INSERT"))]
+    assert any("chunks" in q for q in queries)
+    scans = []
+    for sql in queries:
+        for row in store._db.execute("EXPLAIN QUERY PLAN " + sql).fetchall():
+            detail = str(row[-1])
+            if detail.startswith("SCAN ") and not re.fullmatch(
+                r"SCAN (\d+ CONSTANT ROWS|CONSTANT ROW|k)", detail
+            ):
+                scans.append((detail, sql[:120]))
+    assert scans == []

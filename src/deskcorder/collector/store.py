@@ -428,10 +428,12 @@ class Store:
         for i in range(0, len(keys), step):
             part = keys[i : i + step]
             values = ",".join(["(?,?)"] * len(part))
+            # The keys drive the join, so each is one primary-key search: a
+            # row-value ``IN (VALUES ...)`` made SQLite scan the whole table.
             rows = self._db.execute(
-                "SELECT session, seq, sha256 FROM chunks "
-                f"WHERE (session, seq) IN (VALUES {values})",  # placeholders only
-                [v for key in part for v in key],
+                f"SELECT c.session, c.seq, c.sha256 FROM (VALUES {values}) AS k "
+                "CROSS JOIN chunks AS c ON c.session = k.column1 AND c.seq = k.column2",
+                [v for key in part for v in key],  # placeholders only
             ).fetchall()
             out.update(((str(r[0]), int(r[1])), str(r[2])) for r in rows)
         return out
