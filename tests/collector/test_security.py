@@ -257,6 +257,18 @@ def test_bad_bodies_get_4xx_and_the_server_stays_small(
         (zstd.ZstdCompressor().compress(b"hello\n"), 422, "not JSON"),
         (zstd.ZstdCompressor().compress(b'{"format":"other"}\n'), 422, "not a deskcorder chunk"),
         (zstd.ZstdCompressor().compress(b"[1]\n"), 422, "not a JSON object"),
+        # nested deeper than the JSON parser recurses: was a 500
+        (zstd.ZstdCompressor().compress(b"[" * 200_000 + b"\n"), 422, "not JSON"),
+        (
+            zstd.ZstdCompressor().compress(
+                json.dumps(chunk_header(SESSION, 0)).encode()
+                + b'\n{"k":"shot","x":'
+                + b"[" * 200_000
+                + b"}\n"
+            ),
+            422,
+            "screenshot record is not valid JSON",
+        ),
         (
             zstd.ZstdCompressor().compress(
                 json.dumps(chunk_header(SESSION, 0)).encode() + b'\n{"k":"kd"}\n[2]\n'
