@@ -339,6 +339,8 @@ def test_consent_export_and_erase(collector: CollectorProc, token: str, tmp_path
     bad_action = {**receipt, "accepted": None, "action": "maybe"}
     assert httpx.post(url, json=bad_action, headers=auth).status_code == 400
     assert httpx.post(url, json=[1], headers=auth).status_code == 400
+    deep = httpx.post(url, content=b"[" * 60_000, headers=auth)  # past the parser's recursion
+    assert deep.status_code == 400 and deep.json()["error"] == "body is not JSON"
     session = "20261127T031500Z-00000008"
     data, _ = chunk_bytes(tmp_path, session, user=user)
     assert put(collector, token, data, session).status_code == 201

@@ -166,7 +166,7 @@ class Collector:
                 raise Rejected(413, f"body larger than {self.limits.max_json_bytes} bytes")
         try:
             return json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # deep nesting recurses
             raise Rejected(400, "body is not JSON") from exc
 
     def _chunk_ids(self, request: Request) -> tuple[str, int]:
