@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -369,3 +370,24 @@ def test_metrics_count_requests(collector: CollectorProc) -> None:
     assert "deskcorder_collector_requests_total" in resp.text
     assert 'route="chunk_put",status="201"' in resp.text
     assert "deskcorder_collector_chunks " in resp.text
+
+
+def test_a_client_gone_mid_body_stores_nothing_and_its_retry_is_stored(
+    collector: CollectorProc, token: str, tmp_path: Path
+) -> None:
+    session = "20261127T031500Z-0000000d"
+    data, sha = chunk_bytes(tmp_path, session)
+    head = (
+        f"PUT /v1/sessions/{session}/chunks/0 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {token}\r\nX-Deskcorder-SHA256: {sha}\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", collector.port)) as sock:
+        sock.sendall(head + data[: len(data) // 2])
+    assert collector.healthy()
+    got = httpx.get(
+        f"{collector.url}/v1/sessions/{session}/chunks/0",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert got.status_code == 404
+    assert put(collector, token, data, session).status_code == 201  # the retry is stored
