@@ -2,24 +2,35 @@
 
 Usage (from the repository root, with the [collector] extra installed):
 
-    .venv/bin/python bench/bench_collector.py [--puts 3000] [--concurrency 16]
-        [--upload-mb 100] [--data DIR]
+    .venv/bin/python bench/bench_collector.py [--puts 3000] [--rounds 3]
+        [--concurrency 16,64] [--bodies synthetic,agent] [--upload-mb 100] [--data DIR]
 
 Starts ``deskcorder collector serve`` as a real process on a loopback port.
 Part 1 sends distinct, valid 64 KiB chunks (a new session/seq each, so every
 request is verified, decompressed, fsynced and indexed) from an asyncio client
-with N keep-alive connections, in several rounds (median reported). The
-same-run baseline is a do-nothing ASGI app on the same uvicorn settings that
-reads each body and answers 201: the ceiling of this load generator plus the
-HTTP stack on this machine at this moment. Part 2 fills a spool with ~1 MiB
-chunks and times the uploader thread draining it (verify + PUT + ack + delete).
-Prints the figures; docs/performance.md records them.
+with N keep-alive connections, in several rounds (median reported), for each
+kind of body and each N:
+
+* ``synthetic``: mouse records with a random id each, ~3x compression
+  (~190 KB of JSON lines per chunk);
+* ``agent``: what the agent really writes: the reference workload
+  (``bench/workload.py``) through the real pipeline at default settings,
+  ~20x compression (~1.3 MB of JSON lines per 64 KiB chunk), so each PUT
+  decompresses and checks far more bytes.
+
+The same-run baseline is a do-nothing ASGI app on the same uvicorn settings
+that reads each body and answers 201, with the same client, bodies and
+connections: the ceiling of this load generator plus the HTTP stack on this
+machine at that moment. Part 2 fills a spool with ~1 MiB chunks and times the
+uploader thread draining it (verify + PUT + ack + delete). Prints the
+figures; docs/performance.md records them.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import hashlib
 import os
 import random
@@ -37,8 +48,8 @@ import httpx
 import zstandard as zstd
 
 from deskcorder.events import FORMAT_NAME, FORMAT_VERSION
-from deskcorder.policy.model import Upload
-from deskcorder.storage.chunk import ChunkWriter, encode_line
+from deskcorder.policy.model import Capture, Upload
+from deskcorder.storage.chunk import SEAL_LEVEL, ChunkWriter, encode_line
 from deskcorder.upload import Uploader, pending_chunks
 
 ADMIN = "bench-admin-token-0123456789"
@@ -58,7 +69,7 @@ def header(session: str, seq: int) -> dict[str, Any]:
 
 
 def records_for(target: int, seed: int) -> list[dict[str, Any]]:
-    """Realistic mouse records, about ``target`` bytes once compressed (~2.7 B/byte ratio)."""
+    """Mouse records with a random id each, about ``target`` bytes once compressed (~3x)."""
     rng = random.Random(seed)
     out: list[dict[str, Any]] = []
     t = 0
@@ -69,10 +80,39 @@ def records_for(target: int, seed: int) -> list[dict[str, Any]]:
     return out
 
 
-def chunk_body(session: str, seq: int, records: list[dict[str, Any]]) -> bytes:
-    """A valid chunk (one zstd frame with checksum), built in memory."""
-    lines = [encode_line(header(session, seq)), *(encode_line(r) for r in records)]
-    return zstd.ZstdCompressor(level=3, write_checksum=True).compress(b"".join(lines))
+def synthetic_pool(target: int = 64 * 1024) -> list[bytes]:
+    """8 blocks of encoded synthetic records (the JSON lines after a chunk's header)."""
+    return [b"".join(encode_line(r) for r in records_for(target, seed)) for seed in range(8)]
+
+
+def agent_pool(target: int = 64 * 1024) -> list[bytes]:
+    """Blocks of the records the agent writes for the reference workload, each about
+    ``target`` bytes once compressed like a sealed chunk."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_pipeline import run_pipeline
+    from workload import generate
+
+    result = run_pipeline(
+        generate(), hz=Capture().mouse_move_hz, event_time_flush=True, capture=True
+    )
+    lines = [encode_line(r) for batch in result.batches for r in batch]
+    cctx = zstd.ZstdCompressor(level=SEAL_LEVEL or 9, write_checksum=True)
+    pool: list[bytes] = []
+    start = 0
+    step = 250
+    while start < len(lines):  # grow each block until it compresses to ``target``
+        end = min(start + step, len(lines))
+        while end < len(lines) and len(cctx.compress(b"".join(lines[start:end]))) < target:
+            end = min(end + step, len(lines))
+        pool.append(b"".join(lines[start:end]))
+        start = end
+    return pool[:-1] if len(pool) > 1 else pool  # the tail is short
+
+
+def chunk_body(session: str, seq: int, block: bytes, level: int = 3) -> bytes:
+    """A valid chunk (one zstd frame with checksum): a header line, then ``block``."""
+    head = encode_line(header(session, seq))
+    return zstd.ZstdCompressor(level=level, write_checksum=True).compress(head + block)
 
 
 def make_chunk(folder: Path, session: str, seq: int, target: int) -> Path:
@@ -193,17 +233,36 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def make_bodies(n: int, rounds: int) -> list[list[tuple[str, int, bytes]]]:
-    """``rounds`` lists of ``n`` distinct valid chunks (a new session every 1000)."""
-    pool = [records_for(64 * 1024, seed) for seed in range(8)]
+def _bodies_part(
+    args: tuple[int, int, int, str, list[bytes], int],
+) -> list[tuple[str, int, bytes]]:
+    r, lo, hi, tag, pool, level = args
     out = []
-    for r in range(rounds):
-        bodies = []
-        for i in range(n):
-            session = f"20261127T{r:06d}Z-{i // 1000:08x}"
-            seq = i % 1000
-            bodies.append((session, seq, chunk_body(session, seq, pool[i % len(pool)])))
-        out.append(bodies)
+    for i in range(lo, hi):
+        session = f"20261127T{r:06d}Z-{tag}{i // 1000:06x}"
+        seq = i % 1000
+        out.append((session, seq, chunk_body(session, seq, pool[i % len(pool)], level)))
+    return out
+
+
+def make_bodies(
+    n: int, rounds: int, pool: list[bytes], tag: str, level: int
+) -> list[list[tuple[str, int, bytes]]]:
+    """``rounds`` lists of ``n`` distinct valid chunks (a new session every 1000).
+
+    Compressed in a process per CPU: level 9 (the agent's) costs ~9 ms a chunk.
+    """
+    step = 250
+    parts = [
+        (r, lo, min(lo + step, n), tag, pool, level)
+        for r in range(rounds)
+        for lo in range(0, n, step)
+    ]
+    with concurrent.futures.ProcessPoolExecutor() as ex:
+        done = list(ex.map(_bodies_part, parts))
+    out: list[list[tuple[str, int, bytes]]] = [[] for _ in range(rounds)]
+    for (r, *_), bodies in zip(parts, done, strict=True):
+        out[r].extend(bodies)
     return out
 
 
@@ -266,20 +325,35 @@ def bench_uploader(port: int, work: Path, total_mb: int, server_pid: int) -> dic
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--puts", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--concurrency", default="16,64", help="connections, comma-separated")
+    parser.add_argument("--bodies", default="synthetic,agent", help="synthetic, agent or both")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--upload-mb", type=int, default=100)
     parser.add_argument("--data", type=Path, help="collector data folder's parent (default: tmp)")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
+    conns = [int(c) for c in args.concurrency.split(",")]
+    kinds = args.bodies.split(",")
+    pools = {"synthetic": synthetic_pool, "agent": agent_pool}
+    levels = {"synthetic": 3, "agent": SEAL_LEVEL or 9}  # the agent seals at level 9
+    if not conns or min(conns) < 1 or not set(kinds) <= set(pools):
+        parser.error("--concurrency: positive numbers; --bodies: synthetic and/or agent")
     work = Path(tempfile.mkdtemp(prefix="bench-collector-", dir=args.data))
     t0 = time.perf_counter()
-    rounds = make_bodies(args.puts, args.rounds)
-    print(f"generated {args.rounds} x {args.puts} chunks in {time.perf_counter() - t0:.1f} s")
+    bodies: dict[tuple[str, int], list[list[tuple[str, int, bytes]]]] = {}
+    for k, kind in enumerate(kinds):
+        pool = pools[kind]()
+        raw = statistics.mean(len(block) for block in pool) / 1024
+        for c, n in enumerate(conns):  # every measurement gets chunks of its own
+            tag = f"{k:x}{c:x}"
+            bodies[kind, n] = make_bodies(args.puts, args.rounds, pool, tag, levels[kind])
+        print(f"{kind}: {len(pool)} record blocks of {raw:.0f} KiB of JSON lines each")
+    total = sum(len(r) for rounds in bodies.values() for r in rounds)
+    print(f"generated {total} chunks in {time.perf_counter() - t0:.1f} s")
     port = args.port or _free_port()
     noop = start_noop(port)
     try:
-        base = bench_puts(port, "x", rounds, args.concurrency, noop.pid)
+        base = {key: bench_puts(port, "x", r, key[1], noop.pid) for key, r in bodies.items()}
     finally:
         noop.terminate()
         noop.wait(10)
@@ -287,21 +361,18 @@ def main() -> int:
     proc = start_collector(work / "data", port)
     try:
         token = enroll(port)
-        puts = bench_puts(port, token, rounds, args.concurrency, proc.pid)
-        rounds_text = ", ".join(f"{r:.0f}" for r in puts["rounds"])
-        base_text = ", ".join(f"{r:.0f}" for r in base["rounds"])
-        print(
-            f"collector: {puts['puts']:.0f} PUTs of {puts['mean_kib']:.1f} KiB chunks "
-            f"({puts['stored']:.0f} stored), {args.concurrency} connections, 1 worker: "
-            f"median {puts['median']:.0f} PUTs/s (rounds: {rounds_text}) = "
-            f"{puts['median'] * puts['mean_kib'] * 1024 / 1e6:.1f} MB/s; server CPU "
-            f"{puts['cpu_ms']:.2f} ms/PUT"
-        )
-        print(
-            f"baseline (same run, do-nothing ASGI app on uvicorn): median {base['median']:.0f} "
-            f"PUTs/s (rounds: {base_text}); collector = "
-            f"{puts['median'] / base['median'] * 100:.0f}% of it"
-        )
+        for key, rounds in bodies.items():
+            puts = bench_puts(port, token, rounds, key[1], proc.pid)
+            rounds_text = ", ".join(f"{r:.0f}" for r in puts["rounds"])
+            base_text = ", ".join(f"{r:.0f}" for r in base[key]["rounds"])
+            print(
+                f"collector, {key[0]} chunks of {puts['mean_kib']:.1f} KiB, {key[1]} "
+                f"connections, 1 worker: {puts['puts']:.0f} PUTs ({puts['stored']:.0f} stored), "
+                f"median {puts['median']:.0f} PUTs/s (rounds: {rounds_text}) = "
+                f"{puts['median'] * puts['mean_kib'] * 1024 / 1e6:.1f} MB/s; server CPU "
+                f"{puts['cpu_ms']:.2f} ms/PUT; same-run do-nothing ASGI app: median "
+                f"{base[key]['median']:.0f} PUTs/s (rounds: {base_text})"
+            )
         up = bench_uploader(port, work, args.upload_mb, proc.pid)
         print(
             f"uploader: {up['chunks']:.0f} chunks, {up['mb']:.1f} MB in {up['seconds']:.2f} s = "
