@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -180,6 +181,28 @@ def test_input_only_mouse_when_keyboard_is_off(bare: XServer) -> None:
 def test_input_on_unreachable_display_is_a_reported_error() -> None:
     with pytest.raises(EnvironmentUnsupported, match="cannot connect to X display :987"):
         X11Input(":987").start(lambda e: None, mouse=True, keyboard=True)
+
+
+@pytest.mark.x11
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_listener_that_fails_to_start_says_why(
+    bare: XServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start error carries the listener's own failure (it was only logged at debug)."""
+    monkeypatch.setenv("DISPLAY", bare.display)  # pynput needs it at import
+    import pynput._util.xorg as pynput_xorg
+    import Xlib.error
+
+    real = pynput_xorg.Xlib.display.Display
+
+    def refuse_listeners(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread().name.startswith("deskcorder-x11-"):
+            raise Xlib.error.DisplayConnectionError(bare.display, "refused by the test")
+        return real(*args, **kwargs)  # start()'s own RECORD check
+
+    monkeypatch.setattr(pynput_xorg.Xlib.display, "Display", refuse_listeners)
+    with pytest.raises(EnvironmentUnsupported, match=r"the listener failed: .*refused by the test"):
+        X11Input(bare.display).start(lambda e: None, mouse=True, keyboard=False)
 
 
 # -- window probe --------------------------------------------------------------------

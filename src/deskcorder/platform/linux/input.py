@@ -116,11 +116,14 @@ def _make_listener_classes(emit: Emit) -> tuple[type[Any], type[Any]]:
 
         live: threading.Event
         stopping = False  # set by X11Input.stop before it ends the RECORD stream
+        error: BaseException | None = None  # why the listener ended, if it failed
+        ended = False  # _run has returned (``live`` is set then too, to wake start())
 
         def _run(self) -> None:
             try:
                 super()._run()  # type: ignore[misc]
-            except Exception:  # the X connection broke (server gone, logout)
+            except Exception as exc:  # the X connection broke (server gone, logout)
+                self.error = exc
                 log.debug("RECORD listener ended with an error", exc_info=True)
                 for name in ("_display_record", "_display_stop"):
                     conn = getattr(self, name, None)
@@ -130,6 +133,8 @@ def _make_listener_classes(emit: Emit) -> tuple[type[Any], type[Any]]:
             if not self.stopping and not lost:
                 lost.append(True)
                 emit((RAW_MARK, monotonic_ns(), "gap", {"cause": "input_hook_lost"}))
+            self.ended = True
+            self.live.set()  # a start() still waiting learns at once that it failed
 
         def _handler(self, events: Any) -> Any:
             if not self.live.is_set():
@@ -210,6 +215,15 @@ def _make_listener_classes(emit: Emit) -> tuple[type[Any], type[Any]]:
     return MouseHook, KeyboardHook
 
 
+def _not_live(listener: Any) -> str:
+    """Why a RECORD listener did not go live (for the start error)."""
+    if listener.error is not None:
+        return f"the listener failed: {listener.error!r}"
+    if listener.ended:
+        return "the listener ended"
+    return f"no reply in {START_TIMEOUT_S:g} s"
+
+
 class X11Input:
     """InputSource for X11. ``stop(timeout)`` returns within ``timeout`` seconds."""
 
@@ -242,8 +256,10 @@ class X11Input:
                 listener.name = f"deskcorder-x11-{type(listener).__name__}"
                 listener.start()
             for listener in self._listeners:
-                if not listener.live.wait(START_TIMEOUT_S) or not listener.is_alive():
-                    raise EnvironmentUnsupported("the X server did not start the RECORD stream")
+                if not listener.live.wait(START_TIMEOUT_S) or listener.ended:
+                    raise EnvironmentUnsupported(
+                        f"the X server did not start the RECORD stream ({_not_live(listener)})"
+                    )
         except EnvironmentUnsupported:
             self.stop(1.0)
             raise
