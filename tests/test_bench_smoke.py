@@ -50,3 +50,26 @@ def test_bench_study_and_text_report() -> None:
         timeout=240,
     ).stdout
     assert "bytes/event" in text and "naive" in text and "target" in text
+
+
+def test_collector_bench_runs_both_chunk_kinds_end_to_end(tmp_path: Path) -> None:
+    """bench_collector.py on a tiny load: every PUT stored, every figure printed."""
+    bench = BENCH.parent / "bench_collector.py"
+    out = subprocess.run(
+        [
+            sys.executable, str(bench), "--puts", "30", "--rounds", "1", "--concurrency", "2,4",
+            "--bodies", "synthetic,agent", "--upload-mb", "3", "--data", str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )  # fmt: skip
+    lines = out.stdout.splitlines()
+    cells = [line for line in lines if line.startswith("collector, ")]
+    assert len(cells) == 4, out.stdout
+    for line in cells:
+        assert "30 PUTs (30 stored)" in line, line
+    assert any(line.startswith("collector, agent chunks of 6") for line in cells), cells
+    assert any(line.startswith("uploader: ") for line in lines), out.stdout
+    assert not list(tmp_path.iterdir())  # the bench cleans up after itself
