@@ -206,11 +206,9 @@ class Collector:
         """``PUT /v1/sessions/{session}/chunks/{seq}`` as a plain ASGI handler (see the top)."""
         try:
             status, payload = await self._put_chunk(scope, receive, path[1], path[2])
-        except Rejected as exc:
-            status, payload = exc.status, {"error": str(exc)}
-        except OSError as exc:
-            log.error("chunk_put: storage error: %s", exc)
-            status, payload = 503, {"error": f"storage error: {exc.strerror or exc}"}
+        except (Rejected, OSError) as exc:
+            status, message = _failure("chunk_put", exc)
+            payload = {"error": message}
         except _Disconnected:
             return  # the client is gone: nobody to answer
         self.metrics.request("chunk_put", status)
@@ -430,15 +428,20 @@ class CollectorApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
+def _failure(route: str, exc: Rejected | OSError) -> tuple[int, str]:
+    """The status and message a refused request, or one the storage failed, answers with."""
+    if isinstance(exc, Rejected):
+        return exc.status, str(exc)
+    log.error("%s: storage error: %s", route, exc)
+    return 503, f"storage error: {exc.strerror or exc}"
+
+
 def _wrap(collector: Collector, name: str, handler: Handler) -> Handler:
     async def endpoint(request: Request) -> Response:
         try:
             response = await handler(request)
-        except Rejected as exc:
-            response = _error(exc.status, str(exc))
-        except OSError as exc:
-            log.error("%s: storage error: %s", name, exc)
-            response = _error(503, f"storage error: {exc.strerror or exc}")
+        except (Rejected, OSError) as exc:
+            response = _error(*_failure(name, exc))
         collector.metrics.request(name, response.status_code)
         return response
 
