@@ -54,7 +54,7 @@ def test_spec_lists_every_route_and_method() -> None:
         }
         served |= set(app.direct_routes)  # answered in front of Starlette
     finally:
-        app.state.collector.store.close()
+        app.collector.store.close()
         import shutil
 
         shutil.rmtree(SPEC.parent.parent / ".pytest-unused")

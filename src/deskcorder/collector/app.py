@@ -477,5 +477,4 @@ def create_app(
     ]
     app = CollectorApp(routes=routes)  # PUT /v1/sessions/{session}/chunks/{seq}: see CollectorApp
     app.collector = c
-    app.state.collector = c
     return app
