@@ -16,6 +16,7 @@ import httpx
 import pytest
 import zstandard as zstd
 
+from deskcorder.collector.validate import LINE_SCANNER
 from tests.collector.helpers import (
     DEVICE,
     ENROLL,
@@ -379,6 +380,7 @@ def test_metrics_count_requests(collector: CollectorProc) -> None:
     assert "deskcorder_collector_requests_total" in resp.text
     assert 'route="chunk_put",status="201"' in resp.text
     assert "deskcorder_collector_chunks " in resp.text
+    assert f'deskcorder_collector_info{{line_scanner="{LINE_SCANNER}"}} 1' in resp.text
 
 
 def test_a_client_gone_mid_body_stores_nothing_and_its_retry_is_stored(

@@ -1,40 +1,74 @@
-"""The record-line shape check: the numpy path and the bytes path agree on every block."""
+"""The record-line check: the compiled scanner and the Python one give the same answers."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deskcorder.collector import validate
+from deskcorder.collector.validate import SCAN_NOT_OBJECT, SCAN_OK, SCAN_TOO_LONG, scan_python
+
+compiled = validate._compiled_scan()
+needs_c = pytest.mark.skipif(compiled is None, reason="deskcorder.collector._linescan not built")
 
 # lines built from the bytes that matter to the check, and a few that do not
-_line = st.lists(st.sampled_from([b"{", b"}", b'"k":1', b"x", b" ", b"\n"]), max_size=6).map(
-    b"".join
+_piece = st.sampled_from([b"{", b"}", b'"k":1', b"x", b" ", b"\n", b'"shot"', b"sh", b'ot"'])
+_line = st.lists(_piece, max_size=6).map(b"".join)
+_block = st.lists(_line, min_size=0, max_size=12).map(b"\n".join)
+_ends = st.sampled_from([b"", b"\n"])
+
+
+def test_the_compiled_scanner_is_built_and_used() -> None:
+    # The build makes it wherever there is a C compiler: .ci/setup installs gcc, and
+    # the GitHub runners have MSVC and clang. Without it the collector is slower.
+    assert compiled is not None, "the C extension deskcorder.collector._linescan was not built"
+    assert validate.LINE_SCANNER == "c"
+    assert validate._scan is compiled
+
+
+@needs_c
+@settings(max_examples=600, deadline=None)
+@given(_block, _ends, st.integers(0, 12), st.sampled_from([b'"shot"', b"x", b"", b"{}\n{}"]))
+def test_c_and_python_scans_agree(body: bytes, end: bytes, max_line: int, needle: bytes) -> None:
+    block = body + end
+    assert compiled is not None
+    assert compiled(block, max_line, needle) == scan_python(block, max_line, needle)
+
+
+@pytest.mark.parametrize(
+    "scan", [pytest.param(compiled, marks=needs_c, id="c"), pytest.param(scan_python, id="python")]
 )
-_block = st.lists(_line, min_size=1, max_size=12).map(lambda ls: b"\n".join(ls) + b"\n")
+def test_known_blocks(scan: Callable[[bytes, int, bytes], tuple[int, int, bool]]) -> None:
+    big = 1 << 20
+    assert scan(b'{"k":"mv"}\n{"k":"kd"}\n', big, b"x") == (SCAN_OK, 2, False)
+    assert scan(b"{}\n", big, b"{}") == (SCAN_OK, 1, True)
+    assert scan(b'{"k":"shot"}\n', big, b'"shot"') == (SCAN_OK, 1, True)
+    assert scan(b'{"k":"mv"}\n[1]\n', big, b"x") == (SCAN_NOT_OBJECT, 2, False)
+    assert scan(b'{"k":"mv"}\n\n{"k":"kd"}\n', big, b"x")[:2] == (SCAN_NOT_OBJECT, 2)
+    assert scan(b'{"k":"mv"} \n', big, b"x")[:2] == (SCAN_NOT_OBJECT, 1)
+    assert scan(b"\n", big, b"x")[:2] == (SCAN_NOT_OBJECT, 1)
+    assert scan(b"{\n", big, b"x")[:2] == (SCAN_NOT_OBJECT, 1)
+    assert scan(b"{}\n{}", big, b"x")[:2] == (SCAN_NOT_OBJECT, 2)  # ends inside a line
+    assert scan(b"", big, b"x")[:2] == (SCAN_NOT_OBJECT, 0)
+    # line length: the limit is on the bytes before the newline
+    assert scan(b"{1234}\n{}\n", 6, b"x")[:2] == (SCAN_OK, 2)
+    assert scan(b"{}\n{12345}\n{}\n", 6, b"x")[:2] == (SCAN_TOO_LONG, 2)
+    assert scan(b"{}\n{12345}", 6, b"x")[:2] == (SCAN_TOO_LONG, 2)
 
 
-def test_numpy_is_what_the_collector_uses() -> None:
-    assert validate._numpy_object_lines() is not None  # the [collector] extra installs numpy
-    assert validate._object_lines is not validate._object_lines_bytes
-
-
-@settings(max_examples=400, deadline=None)
-@given(_block)
-def test_numpy_and_bytes_checks_agree(block: bytes) -> None:
-    fast = validate._numpy_object_lines()
-    assert fast is not None
-    assert fast(block) == validate._object_lines_bytes(block)
-
-
-def test_known_blocks() -> None:
-    fast = validate._numpy_object_lines()
-    assert fast is not None
-    for check in (fast, validate._object_lines_bytes):
-        assert check(b'{"k":"mv"}\n{"k":"kd"}\n') == 2
-        assert check(b"{}\n") == 1
-        assert check(b'{"k":"mv"}\n[1]\n') is None
-        assert check(b'{"k":"mv"}\n\n{"k":"kd"}\n') is None  # an empty line
-        assert check(b'{"k":"mv"} \n') is None
-        assert check(b"\n") is None
-        assert check(b"{\n") is None
+@needs_c
+def test_the_compiled_scanner_takes_any_buffer_and_refuses_bad_arguments() -> None:
+    assert compiled is not None
+    assert compiled(memoryview(b"..{}\n")[2:], 10, bytearray(b"}")) == (SCAN_OK, 1, True)
+    with pytest.raises(TypeError):
+        compiled("{}\n", 10, b"x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        compiled(b"{}\n", -1, b"x")
+    with pytest.raises(OverflowError):
+        compiled(b"{}\n", sys.maxsize * 2, b"x")
+    with pytest.raises(TypeError):
+        compiled(b"{}\n", 10)  # type: ignore[call-arg]

@@ -31,7 +31,14 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from .store import Body, Limits, Rejected, Store
-from .validate import parse_seq, valid_device, valid_session, valid_sha, valid_user
+from .validate import (
+    LINE_SCANNER,
+    parse_seq,
+    valid_device,
+    valid_session,
+    valid_sha,
+    valid_user,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,9 @@ class Metrics:
 
     def render(self, store: Store) -> str:
         lines = [
+            "# HELP deskcorder_collector_info How this collector runs (line_scanner: c or python).",
+            "# TYPE deskcorder_collector_info gauge",
+            f'deskcorder_collector_info{{line_scanner="{LINE_SCANNER}"}} 1',
             "# HELP deskcorder_collector_requests_total HTTP requests by route and status.",
             "# TYPE deskcorder_collector_requests_total counter",
         ]

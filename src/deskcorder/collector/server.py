@@ -12,6 +12,7 @@ from pathlib import Path
 from deskcorder.errors import DeskcorderError, UsageError
 
 from .store import Limits
+from .validate import LINE_SCANNER
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,8 @@ def keep_freed_memory() -> bool:
     """Let glibc reuse freed buffers instead of handing them back to the kernel at once.
 
     Each chunk PUT allocates and frees buffers about as large as the chunk's
-    decompressed lines: the decoder's reads (up to 1 MiB) and numpy's arrays
-    for the line check. Above glibc's default thresholds each was a fresh
+    decompressed lines: the decoder's reads (up to 1 MiB) and the blocks of
+    lines they are joined into. Above glibc's default thresholds each was a fresh
     ``mmap``, so every PUT page-faulted and zeroed them again: ~290 page
     faults and ~0.8 ms of kernel time per 64 KB chunk of real agent records,
     a third of the collector's CPU (docs/performance.md). With these settings
@@ -99,6 +100,11 @@ def serve(
         raise UsageError(f"--port {port} is not a TCP port")
     if not keep_freed_memory():
         log.info("allocator left at its defaults (not Linux with glibc)")
+    if LINE_SCANNER != "c":
+        log.warning(
+            "the C line scanner (deskcorder.collector._linescan) is not built: chunks are "
+            "checked in Python, which is slower; reinstall deskcorder with a C compiler present"
+        )
     app = create_app(data, admin_token=admin_token, enroll_secret=enroll_secret, limits=limits)
     sock = bind(host, port)
     if enroll_secret is None:

@@ -204,8 +204,9 @@ def validate_chunk(source: Source, *, max_output: int, max_line: int) -> ChunkIn
     ``source`` is the body in memory, or its file when it was spilled to disk.
 
     The header line is parsed and checked; every further line must look like a
-    JSON object (``{`` ... ``}``, checked per block); screenshot records are
-    parsed to learn the blobs the chunk references.
+    JSON object (``{`` ... ``}``, checked per block by ``_scan``) and be at most
+    ``max_line`` bytes; screenshot records are parsed to learn the blobs the
+    chunk references.
     """
     check_frames_complete(source)
     info: ChunkInfo | None = None
@@ -223,92 +224,67 @@ def validate_chunk(source: Source, *, max_output: int, max_line: int) -> ChunkIn
             block = block[end + 1 :]
             if not block:
                 continue
-        lines = _object_lines(block)
-        if lines is None:
-            raise FormatError(f"record {info.records + _first_bad(block)} is not a JSON object")
+        status, lines, shot = _scan(block, max_line, _SHOT)
+        if status == SCAN_TOO_LONG:
+            raise FormatError(f"a line is longer than {max_line} bytes")
+        if status != SCAN_OK:
+            raise FormatError(f"record {info.records + lines} is not a JSON object")
         info.records += lines
         info.raw_bytes += len(block)
-        if _contains(block, _SHOT):
+        if shot:
             _blobs(block, info)
     if info is None:
         raise FormatError("chunk has no header line")
     return info
 
 
-def _object_lines_bytes(block: bytes) -> int | None:
-    """How many lines ``block`` has if every one is ``{...}``, else None (bytes methods)."""
-    lines = block.count(b"\n")
-    if block.startswith(b"{") and block.endswith(b"}\n") and block.count(b"}\n{") == lines - 1:
-        return lines
-    return None
-
-
-def _numpy_object_lines() -> Callable[[bytes], int | None] | None:
-    """The same check vectorised with numpy (the collector extra installs it), else None.
-
-    Two passes of ``bytes.count`` held the GIL for about 200 µs per 190 KB
-    block and were half of the collector's GIL time. numpy compares whole
-    arrays, and its loops release the GIL: every newline but the last must
-    have ``}`` before it and ``{`` after it. About 50 µs (docs/performance.md).
-    """
-    try:
-        import numpy as np
-    except ImportError:
-        return None
-
-    def object_lines(block: bytes) -> int | None:
-        a = np.frombuffer(block, np.uint8)
-        if len(a) < 3 or a[0] != 123 or a[-2] != 125 or a[-1] != 10:
-            return None  # starts with "{", ends with "}\n"
-        inner = a[1:-1] == 10
-        if (inner & ((a[:-2] != 125) | (a[2:] != 123))).any():
-            return None  # a newline not between "}" and "{"
-        return int(np.count_nonzero(inner)) + 1
-
-    return object_lines
-
-
-_object_lines = _numpy_object_lines() or _object_lines_bytes
-
-
-def _first_bad(block: bytes) -> int:
-    """1-based index of the first line of ``block`` that is not ``{...}`` (error path only)."""
-    for n, line in enumerate(block.split(b"\n")[:-1], 1):
-        if not (line.startswith(b"{") and line.endswith(b"}")):
-            return n
-    return 1
-
-
 _SHOT = b'"' + K_SHOT.encode() + b'"'
 
+SCAN_OK, SCAN_NOT_OBJECT, SCAN_TOO_LONG = 0, 1, 2
 
-def _gil_free_memmem() -> Callable[[bytes, bytes], bool] | None:
-    """libc's ``memmem`` through ctypes, which releases the GIL for the call.
 
-    The collector's threads spend most of their GIL time scanning decompressed
-    chunks; a search that runs without the GIL lets the others (and the event
-    loop) go on meanwhile. None where libc has no ``memmem`` (Windows).
+def scan_python(block: bytes, max_line: int, needle: bytes) -> tuple[int, int, bool]:
+    """The record-line check: ``(status, lines, found)``, as ``_linescan.scan`` in C.
+
+    Every line of ``block`` must be ``{...}`` ended by a newline and at most
+    ``max_line`` bytes long. ``status`` is ``SCAN_OK`` (``lines`` is the line
+    count), ``SCAN_NOT_OBJECT`` or ``SCAN_TOO_LONG`` (``lines`` is the 1-based
+    number of the first bad line); ``found`` is whether ``needle`` occurs. The
+    collector uses the C version when it was built (``LINE_SCANNER``); the
+    tests hold the two to the same answers.
     """
+    found = needle in block
+    lines = block.count(b"\n")
+    if (
+        block.startswith(b"{")
+        and block.endswith(b"}\n")
+        and block.count(b"}\n{") == lines - 1
+        and (len(block) <= max_line or max(map(len, block.split(b"\n"))) <= max_line)
+    ):
+        return SCAN_OK, lines, found
+    pieces = block.split(b"\n")
+    for n, line in enumerate(pieces[:-1], 1):
+        if len(line) > max_line:
+            return SCAN_TOO_LONG, n, found
+        if len(line) < 2 or line[:1] != b"{" or line[-1:] != b"}":
+            return SCAN_NOT_OBJECT, n, found
+    if pieces[-1]:  # the last line has no newline
+        status = SCAN_TOO_LONG if len(pieces[-1]) > max_line else SCAN_NOT_OBJECT
+        return status, len(pieces), found
+    return SCAN_NOT_OBJECT, 0, found  # only an empty block gets here
+
+
+def _compiled_scan() -> Callable[[bytes, int, bytes], tuple[int, int, bool]] | None:
+    """The C scanner (one pass, GIL released: docs/performance.md), or None if not built."""
     try:
-        import ctypes
-
-        fn = ctypes.CDLL(None).memmem
-    except (ImportError, OSError, AttributeError, TypeError):
+        from deskcorder.collector._linescan import scan
+    except ImportError:
         return None
-    fn.restype = ctypes.c_void_p
-    fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
-
-    def contains(haystack: bytes, needle: bytes) -> bool:
-        return fn(haystack, len(haystack), needle, len(needle)) is not None
-
-    return contains
+    return scan
 
 
-def _bytes_contains(haystack: bytes, needle: bytes) -> bool:
-    return needle in haystack
-
-
-_contains = _gil_free_memmem() or _bytes_contains
+_scan = _compiled_scan() or scan_python
+LINE_SCANNER = "python" if _scan is scan_python else "c"
 
 
 def _blobs(block: bytes, info: ChunkInfo) -> None:

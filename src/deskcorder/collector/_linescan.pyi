@@ -1,0 +1,3 @@
+from typing_extensions import Buffer
+
+def scan(block: Buffer, max_line: int, needle: Buffer, /) -> tuple[int, int, bool]: ...
