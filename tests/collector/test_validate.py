@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from collections.abc import Callable
 
 import pytest
+import zstandard as zstd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deskcorder.collector import validate
 from deskcorder.collector.validate import SCAN_NOT_OBJECT, SCAN_OK, SCAN_TOO_LONG, scan_python
+from deskcorder.errors import FormatError
+from tests.collector.helpers import chunk_header
 
 compiled = validate._compiled_scan()
 needs_c = pytest.mark.skipif(compiled is None, reason="deskcorder.collector._linescan not built")
@@ -72,3 +77,47 @@ def test_the_compiled_scanner_takes_any_buffer_and_refuses_bad_arguments() -> No
         compiled(b"{}\n", sys.maxsize * 2, b"x")
     with pytest.raises(TypeError):
         compiled(b"{}\n", 10)  # type: ignore[call-arg]
+
+
+def _chunk(records: list[dict[str, object]]) -> bytes:
+    lines = [json.dumps(chunk_header("20261127T101500Z-0000abcd", 3)), *map(json.dumps, records)]
+    return zstd.ZstdCompressor().compress("".join(f"{line}\n" for line in lines).encode())
+
+
+def _sha(n: int) -> str:
+    return hashlib.sha256(bytes([n])).hexdigest()
+
+
+def test_screenshot_references_are_found_wherever_they_are() -> None:
+    filler = [{"k": "mv", "t": t, "x": t % 1920, "y": t % 1080} for t in range(40_000)]
+    records: list[dict[str, object]] = [{"k": "shot", "t": 0, "sha256": _sha(0)}]  # first line
+    records += filler[:20_000]
+    records += [{"k": "win", "t": 1, "title": "shot"}]  # the word, not a screenshot record
+    records += [{"k": "shot", "t": 2, "sha256": _sha(1)}, {"k": "shot", "t": 3, "sha256": _sha(0)}]
+    records += filler[20_000:]  # the next shot is in a later block of lines (> 1 MiB)
+    records += [{"k": "shot", "t": 4, "sha256": _sha(2)}]  # last line
+    data = _chunk(records)
+    blocks = list(validate.iter_blocks(data, max_output=1 << 30, max_line=1 << 20))
+    assert len(blocks) >= 2 and _sha(2).encode() not in blocks[0]  # the last shot: block 2+
+    info = validate.validate_chunk(data, max_output=1 << 30, max_line=1 << 20)
+    assert info.records == len(records)
+    assert info.blobs == [_sha(0), _sha(1), _sha(2)]
+
+
+def test_a_bad_screenshot_record_is_refused() -> None:
+    for bad, message in [
+        ({"k": "shot", "t": 0, "sha256": "../etc/passwd"}, "bad sha256"),
+        ({"k": "shot", "t": 0, "x": "}{"}, None),  # no sha256: not a reference
+    ]:
+        data = _chunk([{"k": "mv", "t": 0}, bad])
+        if message is None:
+            assert validate.validate_chunk(data, max_output=1 << 30, max_line=1 << 20).blobs == []
+            continue
+        with pytest.raises(FormatError, match=message):
+            validate.validate_chunk(data, max_output=1 << 30, max_line=1 << 20)
+    text = b'{"k":"mv","t":0}\n{"k":"shot","t":1,"sha256":}\n'
+    data = zstd.ZstdCompressor().compress(
+        json.dumps(chunk_header("20261127T101500Z-0000abcd", 3)).encode() + b"\n" + text
+    )
+    with pytest.raises(FormatError, match="screenshot record is not valid JSON"):
+        validate.validate_chunk(data, max_output=1 << 30, max_line=1 << 20)
