@@ -63,6 +63,8 @@ def test_known_blocks(scan: Callable[[bytes, int, bytes], tuple[int, int, bool]]
     assert scan(b"{1234}\n{}\n", 6, b"x")[:2] == (SCAN_OK, 2)
     assert scan(b"{}\n{12345}\n{}\n", 6, b"x")[:2] == (SCAN_TOO_LONG, 2)
     assert scan(b"{}\n{12345}", 6, b"x")[:2] == (SCAN_TOO_LONG, 2)
+    # validate_chunk passes the records after the header line as a view
+    assert scan(memoryview(b'{"h"}\n{"k":"shot"}\n')[6:], big, b'"shot"') == (SCAN_OK, 1, True)
 
 
 @needs_c
