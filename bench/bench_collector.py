@@ -233,6 +233,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def host_steal() -> tuple[int, int] | None:
+    """(steal, total) CPU ticks of this VM since boot (Linux ``/proc/stat``), else None.
+
+    Steal is time the hypervisor gave this VM's CPUs to other guests: on a
+    shared host it is one cause of runs of the same code differing.
+    """
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7], sum(fields[:8])) if len(fields) >= 8 else None
+
+
+def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
 def _bodies_part(
     args: tuple[int, int, int, str, list[bytes], int],
 ) -> list[tuple[str, int, bytes]]:
@@ -272,6 +291,7 @@ def bench_puts(
     per_round: list[float] = []
     cpu_ms: list[float] = []
     stored = 0
+    steal0 = host_steal()
     for bodies in rounds:
         cpu0 = cpu_seconds(server_pid)
         t0 = time.perf_counter()
@@ -279,6 +299,7 @@ def bench_puts(
         elapsed = time.perf_counter() - t0
         per_round.append(len(bodies) / elapsed)
         cpu_ms.append((cpu_seconds(server_pid) - cpu0) / len(bodies) * 1000)
+    steal = steal_share(steal0, host_steal())
     sizes = [len(b) for bodies in rounds for _, _, b in bodies]
     return {
         "puts": len(sizes),
@@ -287,6 +308,7 @@ def bench_puts(
         "rounds": per_round,
         "median": statistics.median(per_round),
         "cpu_ms": statistics.median(cpu_ms),
+        "steal": steal,
     }
 
 
@@ -371,7 +393,8 @@ def main() -> int:
                 f"median {puts['median']:.0f} PUTs/s (rounds: {rounds_text}) = "
                 f"{puts['median'] * puts['mean_kib'] * 1024 / 1e6:.1f} MB/s; server CPU "
                 f"{puts['cpu_ms']:.2f} ms/PUT; same-run do-nothing ASGI app: median "
-                f"{base[key]['median']:.0f} PUTs/s (rounds: {base_text})"
+                f"{base[key]['median']:.0f} PUTs/s (rounds: {base_text}); host steal "
+                + ("n/a" if puts["steal"] is None else f"{100 * puts['steal']:.1f} %")
             )
         up = bench_uploader(port, work, args.upload_mb, proc.pid)
         print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +71,7 @@ def test_collector_bench_runs_both_chunk_kinds_end_to_end(tmp_path: Path) -> Non
     assert len(cells) == 4, out.stdout
     for line in cells:
         assert "30 PUTs (30 stored)" in line, line
+        assert re.search(r"host steal (n/a|\d+\.\d %)$", line), line
     assert any(line.startswith("collector, agent chunks of 6") for line in cells), cells
     assert any(line.startswith("uploader: ") for line in lines), out.stdout
     assert not list(tmp_path.iterdir())  # the bench cleans up after itself
