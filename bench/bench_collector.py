@@ -227,10 +227,16 @@ async def put_all(port: int, token: str, bodies: list[tuple[str, int, bytes]], c
     return ok
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc)."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, kernel) CPU seconds of a process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + kernel CPU time of a process (Linux /proc)."""
+    return sum(cpu_split(pid))
 
 
 def host_steal() -> tuple[int, int] | None:
@@ -290,15 +296,18 @@ def bench_puts(
 ) -> dict[str, Any]:
     per_round: list[float] = []
     cpu_ms: list[float] = []
+    sys_ms: list[float] = []
     stored = 0
     steal0 = host_steal()
     for bodies in rounds:
-        cpu0 = cpu_seconds(server_pid)
+        user0, sys0 = cpu_split(server_pid)
         t0 = time.perf_counter()
         stored += asyncio.run(put_all(port, token, bodies, conns))
         elapsed = time.perf_counter() - t0
         per_round.append(len(bodies) / elapsed)
-        cpu_ms.append((cpu_seconds(server_pid) - cpu0) / len(bodies) * 1000)
+        user1, sys1 = cpu_split(server_pid)
+        cpu_ms.append((user1 - user0 + sys1 - sys0) / len(bodies) * 1000)
+        sys_ms.append((sys1 - sys0) / len(bodies) * 1000)
     steal = steal_share(steal0, host_steal())
     sizes = [len(b) for bodies in rounds for _, _, b in bodies]
     return {
@@ -308,6 +317,8 @@ def bench_puts(
         "rounds": per_round,
         "median": statistics.median(per_round),
         "cpu_ms": statistics.median(cpu_ms),
+        "cpu_rounds": cpu_ms,
+        "sys_rounds": sys_ms,
         "steal": steal,
     }
 
@@ -385,16 +396,19 @@ def main() -> int:
         token = enroll(port)
         for key, rounds in bodies.items():
             puts = bench_puts(port, token, rounds, key[1], proc.pid)
-            rounds_text = ", ".join(f"{r:.0f}" for r in puts["rounds"])
+            per_round = zip(puts["rounds"], puts["cpu_rounds"], puts["sys_rounds"], strict=True)
+            rounds_text = ", ".join(
+                f"{r:.0f} ({c:.2f} ms CPU, {k:.2f} kernel)" for r, c, k in per_round
+            )
             base_text = ", ".join(f"{r:.0f}" for r in base[key]["rounds"])
+            steal = "n/a" if puts["steal"] is None else f"{100 * puts['steal']:.1f} %"
             print(
                 f"collector, {key[0]} chunks of {puts['mean_kib']:.1f} KiB, {key[1]} "
                 f"connections, 1 worker: {puts['puts']:.0f} PUTs ({puts['stored']:.0f} stored), "
-                f"median {puts['median']:.0f} PUTs/s (rounds: {rounds_text}) = "
-                f"{puts['median'] * puts['mean_kib'] * 1024 / 1e6:.1f} MB/s; server CPU "
-                f"{puts['cpu_ms']:.2f} ms/PUT; same-run do-nothing ASGI app: median "
-                f"{base[key]['median']:.0f} PUTs/s (rounds: {base_text}); host steal "
-                + ("n/a" if puts["steal"] is None else f"{100 * puts['steal']:.1f} %")
+                f"median {puts['median']:.0f} PUTs/s = "
+                f"{puts['median'] * puts['mean_kib'] * 1024 / 1e6:.1f} MB/s; rounds (PUTs/s, "
+                f"server CPU per PUT): {rounds_text}; same-run do-nothing ASGI app: median "
+                f"{base[key]['median']:.0f} PUTs/s (rounds: {base_text}); host steal {steal}"
             )
         up = bench_uploader(port, work, args.upload_mb, proc.pid)
         print(
