@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import os
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -253,3 +254,27 @@ def test_no_statement_of_the_put_path_scans_a_table(store: Store, tmp_path: Path
             ):
                 scans.append((detail, sql[:120]))
     assert scans == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
+def test_the_writeback_hint_reaches_the_kernel(tmp_path: Path) -> None:
+    """The validator's hint is a real ``sync_file_range`` call: taken for a written file,
+    refused for a pipe (ESPIPE), so a broken binding would show here."""
+    with open(tmp_path / "f", "wb") as fh:
+        fh.write(os.urandom(1 << 16))
+        fh.flush()
+        assert store_mod.start_writeback(fh.fileno())
+    read_end, write_end = os.pipe()
+    try:
+        assert not store_mod.start_writeback(read_end)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+@pytest.mark.skipif(sys.platform.startswith("linux"), reason="the hint exists on Linux")
+def test_without_sync_file_range_the_hint_is_declined(tmp_path: Path) -> None:
+    with open(tmp_path / "f", "wb") as fh:
+        fh.write(b"x")
+        fh.flush()
+        assert store_mod.start_writeback(fh.fileno()) is False

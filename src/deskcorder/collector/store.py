@@ -21,9 +21,10 @@ import json
 import os
 import secrets
 import sqlite3
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -61,6 +62,45 @@ CREATE INDEX IF NOT EXISTS receipts_user ON receipts(user);
 CACHE_MAX = 100_000
 SPILL_BYTES = 4 * 1024 * 1024
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+
+
+_SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of dirty pages, do not wait
+
+
+def _writeback_starter() -> Callable[[int], bool] | None:
+    """libc's ``sync_file_range`` through ctypes (Linux only; the call drops the GIL)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (ImportError, OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+
+    def start(fd: int) -> bool:
+        return bool(fn(fd, 0, 0, _SYNC_FILE_RANGE_WRITE) == 0)
+
+    return start
+
+
+_start_writeback = _writeback_starter()
+
+
+def start_writeback(fd: int) -> bool:
+    """Ask the kernel to start writing ``fd``'s dirty pages to disk now, without waiting.
+
+    Only a hint, given by the validator right after it writes a temp file: the
+    committer's fsync is still what makes the file durable, but by then most
+    of its data is already written, so the committer (which fsyncs a batch one
+    file after another) waits less. On this ext4, 64 KB files written then
+    fsynced in batches of 8: fsync 0.24 -> 0.085 ms per file, 3,500 -> 6,200
+    files/s (docs/performance.md). True if the hint was taken (Linux); False
+    elsewhere or on an error, which loses nothing: the fsync still runs.
+    """
+    return _start_writeback is not None and _start_writeback(fd)
 
 
 class Body:
@@ -124,6 +164,7 @@ class Body:
             self._fh = self._open_temp()
             self._fh.write(data)  # type: ignore[arg-type]  # in memory: bytes
         self._fh.flush()
+        start_writeback(self._fh.fileno())  # the committer's fsync then waits less
 
     def sync(self) -> None:
         """Make the temp file durable (its data and size)."""
