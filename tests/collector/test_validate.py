@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
+import mmap
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import zstandard as zstd
@@ -123,3 +125,33 @@ def test_a_bad_screenshot_record_is_refused() -> None:
     )
     with pytest.raises(FormatError, match="screenshot record is not valid JSON"):
         validate.validate_chunk(data, max_output=1 << 30, max_line=1 << 20)
+
+
+@pytest.fixture(scope="module")
+def guarded_page() -> Iterator[memoryview]:
+    """A page of memory followed by a page that cannot be read: a buffer placed at
+    the end of the first makes any read past its end crash (instead of going unseen)."""
+    page = mmap.PAGESIZE
+    mem = mmap.mmap(-1, 2 * page)
+    anchor = ctypes.c_char.from_buffer(mem)
+    mprotect = ctypes.CDLL(None, use_errno=True).mprotect
+    mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    assert mprotect(ctypes.addressof(anchor) + page, page, 0) == 0  # PROT_NONE
+    del anchor
+    view = memoryview(mem)
+    yield view[:page]
+    view.release()
+
+
+@needs_c
+@pytest.mark.skipif(sys.platform == "win32", reason="mprotect: POSIX")
+@settings(max_examples=400, deadline=None)
+@given(block=_block, end=_ends, max_line=st.integers(0, 12), needle=_piece | _block)
+def test_the_compiled_scanner_never_reads_past_its_buffer(
+    guarded_page: memoryview, block: bytes, end: bytes, max_line: int, needle: bytes
+) -> None:
+    data = (block + end)[-len(guarded_page) :]
+    at_the_edge = guarded_page[len(guarded_page) - len(data) :]
+    at_the_edge[:] = data
+    assert compiled is not None
+    assert compiled(at_the_edge, max_line, needle) == scan_python(data, max_line, needle)
