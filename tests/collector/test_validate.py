@@ -15,7 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deskcorder.collector import validate
-from deskcorder.collector.validate import SCAN_NOT_OBJECT, SCAN_OK, SCAN_TOO_LONG, scan_python
+from deskcorder.collector.validate import (
+    _SHOT,
+    SCAN_NOT_OBJECT,
+    SCAN_OK,
+    SCAN_TOO_LONG,
+    scan_python,
+)
 from deskcorder.errors import FormatError
 from tests.collector.helpers import chunk_header
 
@@ -155,3 +161,29 @@ def test_the_compiled_scanner_never_reads_past_its_buffer(
     at_the_edge[:] = data
     assert compiled is not None
     assert compiled(at_the_edge, max_line, needle) == scan_python(data, max_line, needle)
+
+
+@needs_c
+@pytest.mark.skipif(sys.platform == "win32", reason="mprotect: POSIX")
+@settings(max_examples=300, deadline=None)
+@given(
+    size=st.integers(0, 4000),
+    filler=st.sampled_from([b"o", b"h", b"s", b'"', b"t", b"x"]),
+    at=st.none() | st.floats(0, 1),
+    tail=st.sampled_from([b"}\n", b"", b"o", b"oo", b'o"', b"os", b"sho"]),
+)
+def test_the_needle_is_found_in_text_dense_with_its_bytes(
+    guarded_page: memoryview, size: int, filler: bytes, at: float | None, tail: bytes
+) -> None:
+    """Runs of the needle's own bytes (crafted or not) switch the search to its second
+    method after many misses; it must find the same thing, within the buffer (the
+    tails that are not a line's end land its last window on the buffer's last byte)."""
+    text = bytearray(filler * size)
+    if at is not None:
+        pos = int(at * max(0, size - 6))
+        text[pos : pos + 6] = _SHOT
+    data = b"{" + bytes(text) + tail
+    at_the_edge = guarded_page[len(guarded_page) - len(data) :]
+    at_the_edge[:] = data
+    assert compiled is not None
+    assert compiled(at_the_edge, 1 << 20, _SHOT) == scan_python(data, 1 << 20, _SHOT)

@@ -45,12 +45,34 @@ scan_lines(const char *p, Py_ssize_t n, Py_ssize_t max_line, Py_ssize_t *lines)
     return count ? SCAN_OK : SCAN_NOT_OBJECT; /* an empty block has no record */
 }
 
+/* Horspool's search: skips ahead by the last byte of each window. Used when the
+ * memchr anchor keeps hitting bytes that do not begin a match. */
+static int
+horspool(const char *hay, Py_ssize_t n, const char *needle, Py_ssize_t m)
+{
+    Py_ssize_t skip[256], i, pos;
+    const unsigned char *h = (const unsigned char *)hay, *k = (const unsigned char *)needle;
+
+    for (i = 0; i < 256; i++)
+        skip[i] = m;
+    for (i = 0; i < m - 1; i++)
+        skip[k[i]] = m - 1 - i;
+    for (pos = 0; pos <= n - m; pos += skip[h[pos + m - 1]]) {
+        if (h[pos + m - 1] == k[m - 1] && memcmp(h + pos, k, (size_t)(m - 1)) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* Whether needle occurs in hay: memchr for the needle's middle byte (rarer in
- * JSON than its quotes), then compare around it. */
+ * JSON than its quotes), then compare around it. Text dense in that byte
+ * (crafted, or a run of it) would make this one memchr call per byte, ~5 ms
+ * per MB; after many misses the rest is searched with Horspool instead
+ * (~1 ms per MB at worst for a 6-byte needle). */
 static int
 contains(const char *hay, Py_ssize_t n, const char *needle, Py_ssize_t m)
 {
-    Py_ssize_t mid = m / 2;
+    Py_ssize_t mid = m / 2, misses = 0;
     const char *s, *end, *hit;
 
     if (m == 0)
@@ -66,6 +88,9 @@ contains(const char *hay, Py_ssize_t n, const char *needle, Py_ssize_t m)
         if (memcmp(hit - mid, needle, (size_t)m) == 0)
             return 1;
         s = hit + 1;
+        /* every match starting before s - mid has been ruled out */
+        if (++misses > 64 && misses > (s - hay) / 32)
+            return horspool(s - mid, n - (s - mid - hay), needle, m);
     }
     return 0;
 }
