@@ -89,9 +89,14 @@ def test_the_compiled_scanner_takes_any_buffer_and_refuses_bad_arguments() -> No
         compiled(b"{}\n", 10)  # type: ignore[call-arg]
 
 
+def _chunk_of_lines(text: bytes) -> bytes:
+    """A chunk body in memory: a valid header line, then ``text`` as its record lines."""
+    header = json.dumps(chunk_header("20261127T101500Z-0000abcd", 3)).encode()
+    return zstd.ZstdCompressor().compress(header + b"\n" + text)
+
+
 def _chunk(records: list[dict[str, object]]) -> bytes:
-    lines = [json.dumps(chunk_header("20261127T101500Z-0000abcd", 3)), *map(json.dumps, records)]
-    return zstd.ZstdCompressor().compress("".join(f"{line}\n" for line in lines).encode())
+    return _chunk_of_lines("".join(f"{json.dumps(r)}\n" for r in records).encode())
 
 
 def _sha(n: int) -> str:
@@ -125,10 +130,7 @@ def test_a_bad_screenshot_record_is_refused() -> None:
             continue
         with pytest.raises(FormatError, match=message):
             validate.validate_chunk(data, max_output=1 << 30, max_line=1 << 20)
-    text = b'{"k":"mv","t":0}\n{"k":"shot","t":1,"sha256":}\n'
-    data = zstd.ZstdCompressor().compress(
-        json.dumps(chunk_header("20261127T101500Z-0000abcd", 3)).encode() + b"\n" + text
-    )
+    data = _chunk_of_lines(b'{"k":"mv","t":0}\n{"k":"shot","t":1,"sha256":}\n')
     with pytest.raises(FormatError, match="screenshot record is not valid JSON"):
         validate.validate_chunk(data, max_output=1 << 30, max_line=1 << 20)
 
