@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 from deskcorder import __version__
 from deskcorder.capture.pipeline import Pipeline
@@ -27,8 +27,9 @@ from deskcorder.capture.screenshots import ScreenshotComponent
 from deskcorder.control.channel import ControlServer, runtime_dir
 from deskcorder.errors import AlreadyRunning, DeskcorderError
 from deskcorder.events import FORMAT_NAME, FORMAT_VERSION, RAW_CONTROL
+from deskcorder.host import CaptureGates, Component, Observer, Raw
 from deskcorder.identity import identities
-from deskcorder.platform.base import Backend
+from deskcorder.platform.base import Backend, WindowProbe
 from deskcorder.policy.load import LoadedPolicy
 from deskcorder.storage.chunk import Manifest
 from deskcorder.storage.spool import Spool, new_session_id
@@ -40,16 +41,7 @@ log = logging.getLogger(__name__)
 STOP_BUDGET_S = 2.0
 
 
-class Component(Protocol):
-    """An optional part of the agent (uploader, screenshots, tray, watchdog ...)."""
-
-    name: str
-
-    def start(self, agent: Agent) -> None: ...
-
-    def stop(self, timeout: float) -> None: ...
-
-    def status(self) -> dict[str, object]: ...
+__all__ = ["Agent", "Component", "default_components", "default_spool_dir"]
 
 
 def default_components(agent: Agent) -> list[Component]:
@@ -116,6 +108,8 @@ class InstanceLock:
 
 
 class Agent:
+    """Runs one recording session; components see it as a :class:`deskcorder.host.Host`."""
+
     def __init__(
         self,
         loaded: LoadedPolicy,
@@ -149,11 +143,42 @@ class Agent:
         self._layout: str | None = None
         self.shed_level = 0
 
-    # -- emit -------------------------------------------------------------------------
-    def emit(self, raw: tuple[Any, ...]) -> None:
+    # -- the Host protocol (deskcorder.host) -------------------------------------------
+    def emit(self, raw: Raw) -> None:
         """Non-blocking enqueue for sources (drops and counts when the queue is full)."""
         assert self.pipeline is not None
         self.pipeline.queue.put_nowait(raw)
+
+    def emit_control(self, raw: Raw) -> None:
+        assert self.pipeline is not None
+        self.pipeline.queue.put_control(raw)
+
+    def request_flush(self) -> None:
+        assert self.pipeline is not None
+        self.pipeline.request_flush()
+
+    def capture_status(self) -> dict[str, Any]:
+        if self.pipeline is None:
+            return {"blocked": "starting"}
+        return self.pipeline.status()
+
+    def set_move_interval_us(self, interval_us: int) -> None:
+        if self.pipeline is not None:
+            self.pipeline.moves.interval_us = interval_us
+
+    @property
+    def windows(self) -> WindowProbe:
+        return self.backend.windows
+
+    @property
+    def gates(self) -> CaptureGates:
+        assert self.pipeline is not None, "components start after the pipeline"
+        return self.pipeline.gates
+
+    @property
+    def observers(self) -> list[Observer]:
+        assert self.pipeline is not None, "components start after the pipeline"
+        return self.pipeline.observers
 
     def header(self, seq: int) -> dict[str, Any]:
         mono = time.monotonic_ns()
@@ -317,18 +342,16 @@ class Agent:
         if minutes is not None and not isinstance(minutes, int | float):
             raise ValueError("minutes must be a number")
         until = self.pipeline.gates.pause_until(minutes)
-        self.pipeline.queue.put_control((RAW_CONTROL, time.monotonic_ns(), "pause", until))
+        self.emit_control((RAW_CONTROL, time.monotonic_ns(), "pause", until))
         left = None if until == float("inf") else round(until - time.time())
         return {"paused": True, "pause_left_s": left}
 
     def _handle_resume(self, req: dict[str, Any]) -> dict[str, Any]:
-        assert self.pipeline is not None
-        self.pipeline.queue.put_control((RAW_CONTROL, time.monotonic_ns(), "resume", None))
+        self.emit_control((RAW_CONTROL, time.monotonic_ns(), "resume", None))
         return {"paused": False}
 
     def _handle_flush(self, req: dict[str, Any]) -> dict[str, Any]:
-        assert self.pipeline is not None
-        self.pipeline.request_flush()
+        self.request_flush()
         return {}
 
     def status(self) -> dict[str, Any]:

@@ -163,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from deskcorder.inspect import inspect_spool
+    from deskcorder.commands.inspect import inspect_spool
 
     return inspect_spool(
         _spool_dir(args), args.session, as_json=args.json, all_events=args.events, out=sys.stdout
@@ -209,7 +209,7 @@ def cmd_format_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from deskcorder.doctor import run_doctor
+    from deskcorder.commands.doctor import run_doctor
 
     ok = run_doctor(args.policy, _spool_dir(args), args.backend, out=sys.stdout)
     if not ok:
@@ -218,8 +218,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from deskcorder.commands.status import format_status
     from deskcorder.control import request
-    from deskcorder.status import format_status
 
     reply = request("status")
     if args.json:
@@ -272,13 +272,13 @@ def cmd_collector_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_consent(args: argparse.Namespace) -> int:
-    from deskcorder.capture.privacy import consent_command
+    from deskcorder.commands.consent import consent_command
 
     return consent_command(args.action, _load(args).policy, _spool_dir(args), sys.stdout)
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from deskcorder.review import review_command
+    from deskcorder.commands.review import review_command
 
     return review_command(args.action, args.chunk, _spool_dir(args), sys.stdout)
 

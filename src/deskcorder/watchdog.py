@@ -4,7 +4,7 @@ The service manager's ceilings (systemd ``CPUQuota``/``MemoryMax``, set well
 above the policy limits by ``deskcorder service install``) throttle or kill
 the agent; this watchdog acts first. Every ``interval_s`` it measures the
 agent's own CPU use (averaged over ``window_s``) and resident memory and moves
-``agent.shed_level`` one step at a time:
+``host.shed_level`` one step at a time:
 
 ====== ===================================================== =====================
 level  what is shed                                          honoured by
@@ -23,7 +23,7 @@ memory under 80 %). Each change is written into the session as a ``shed``
 record (``{"k": "shed", "level": 2, "what": "screenshots,moves<=10Hz; cpu 23% > 10%"}``),
 so a reader knows why screenshots stop or moves get coarser.
 
-Consumers read ``agent.shed_level`` (an ``int``; reading it is atomic) and use
+Consumers read ``host.shed_level`` (an ``int``; reading it is atomic) and use
 :func:`screenshots_allowed` and :func:`move_hz`. The watchdog applies the move
 cap to the pipeline itself (:func:`apply_move_cap`).
 
@@ -43,12 +43,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deskcorder.events import K_SHED, RAW_MARK
-
-if TYPE_CHECKING:
-    from deskcorder.agent import Agent
+from deskcorder.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -237,17 +235,14 @@ class Shedder:
         return change
 
 
-def apply_move_cap(agent: Agent, level: int) -> None:
+def apply_move_cap(host: Host, level: int) -> None:
     """Set the pipeline's move sampling interval for ``level``.
 
     ``MoveCoalescer.interval_us`` is a plain int that the pipeline thread reads
     for every move, so one assignment from the watchdog thread is enough.
     """
-    moves = getattr(agent.pipeline, "moves", None)
-    if moves is None or not hasattr(moves, "interval_us"):
-        return
-    hz = move_hz(agent.policy.capture.mouse_move_hz, level)
-    moves.interval_us = int(1_000_000 / hz) if hz > 0 else 0
+    hz = move_hz(host.policy.capture.mouse_move_hz, level)
+    host.set_move_interval_us(int(1_000_000 / hz) if hz > 0 else 0)
 
 
 # ---------------------------------------------------------------------------
@@ -256,7 +251,7 @@ def apply_move_cap(agent: Agent, level: int) -> None:
 
 
 class Watchdog:
-    """Agent component: measures, decides, sets ``agent.shed_level``, records ``shed``."""
+    """Agent component: measures, decides, sets ``host.shed_level``, records ``shed``."""
 
     name = "watchdog"
 
@@ -273,14 +268,14 @@ class Watchdog:
         self.clock = clock
         self.shedder = shedder
         self.changes = 0
-        self._agent: Agent | None = None
+        self._host: Host | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self, agent: Agent) -> None:
-        self._agent = agent
+    def start(self, host: Host) -> None:
+        self._host = host
         if self.shedder is None:
-            limits = agent.policy.limits
+            limits = host.policy.limits
             self.shedder = Shedder(limits.cpu_percent, limits.memory_mb)
         self.tick()  # the first sample starts the CPU window
         self._thread = threading.Thread(target=self._loop, name="deskcorder-watchdog", daemon=True)
@@ -295,20 +290,20 @@ class Watchdog:
 
     def tick(self) -> Change | None:
         """Take one sample and apply a level change, if any (called by the thread)."""
-        assert self._agent is not None and self.shedder is not None
+        assert self._host is not None and self.shedder is not None
         cpu_s, rss_mb = self.measure()
         change = self.shedder.update(self.clock(), cpu_s, rss_mb)
         if change is None:
             return None
-        agent = self._agent
-        agent.shed_level = change.level
-        apply_move_cap(agent, change.level)
+        host = self._host
+        host.shed_level = change.level
+        apply_move_cap(host, change.level)
         self.changes += 1
         if change.level > change.was and "memory" in change.reason:
             gc.collect()
         what = f"{describe(change.level)}; {change.reason}"
         log.warning("shed level %d -> %d: %s", change.was, change.level, what)
-        agent.emit((RAW_MARK, time.monotonic_ns(), K_SHED, {"level": change.level, "what": what}))
+        host.emit((RAW_MARK, time.monotonic_ns(), K_SHED, {"level": change.level, "what": what}))
         return change
 
     def stop(self, timeout: float) -> None:

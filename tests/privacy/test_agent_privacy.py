@@ -17,7 +17,7 @@ from deskcorder.agent import Agent
 from deskcorder.events import RAW_FOCUS, RAW_KEY, WindowInfo
 from deskcorder.platform import select_backend
 from deskcorder.policy.load import load_policy
-from deskcorder.review import approval_path, is_approved
+from deskcorder.storage.approval import approval_path, is_approved
 from deskcorder.storage.reader import list_sessions
 from deskcorder.storage.spool import Spool
 from tests.conftest import Cli

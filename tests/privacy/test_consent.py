@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deskcorder import consent
+from deskcorder.capture import consent
 from deskcorder.capture.privacy import doctor_checks
 from deskcorder.platform import select_backend
 from tests.conftest import Cli
@@ -101,7 +101,7 @@ def test_privacy_bench_runs_and_prints_figures() -> None:
 
 
 def test_status_shows_privacy_lines() -> None:
-    from deskcorder.status import format_status
+    from deskcorder.commands.status import format_status
 
     text = format_status(
         {

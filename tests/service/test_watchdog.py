@@ -112,6 +112,10 @@ class FakeAgent:
     def emit(self, raw: tuple[object, ...]) -> None:
         self.emitted.append(raw)
 
+    def set_move_interval_us(self, interval_us: int) -> None:  # deskcorder.host.Host
+        if self.pipeline is not None:
+            self.pipeline.moves.interval_us = interval_us
+
 
 def test_watchdog_sets_the_level_emits_shed_marks_and_reports_status() -> None:
     clock = iter(float(i) for i in range(100))

@@ -131,7 +131,7 @@ class Pipeline:
         self.session: SessionWriter = spool.open_session(header_factory, session_id)
         self.gates = Gates(policy)
         if policy.notice.require_ack:
-            from deskcorder.consent import has_consent
+            from deskcorder.capture.consent import has_consent
 
             self.gates.consent_ok = has_consent(spool.root, policy)
         # keystrokes may be lower than policy's (full degrades without a secure-input probe)

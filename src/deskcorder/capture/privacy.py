@@ -1,6 +1,6 @@
 """Privacy wiring for the agent: secure-input monitor, notice, consent control, doctor checks.
 
-``Agent`` builds one :class:`PrivacyComponent` before the pipeline (it decides
+The agent builds one :class:`PrivacyComponent` before the pipeline (it decides
 the effective keystroke mode and supplies the secure-input probe the key
 filter reads) and starts it right after the pipeline, before any input source
 (starts the probe's monitor, shows the notice when due, answers the
@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deskcorder.capture.secure_input import (
     Probe,
@@ -22,11 +22,9 @@ from deskcorder.capture.secure_input import (
     effective_keystrokes,
 )
 from deskcorder.events import RAW_CONTROL
+from deskcorder.host import Host
 from deskcorder.platform.base import Backend, Check
 from deskcorder.policy.model import Policy
-
-if TYPE_CHECKING:
-    from deskcorder.agent import Agent
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +48,7 @@ class PrivacyComponent:
         self.keystrokes = effective_keystrokes(policy.capture.keystrokes, probe is not None)
         self.degraded = self.keystrokes != policy.capture.keystrokes
         self.notice_shown: str | None = None
-        self._agent: Agent | None = None
+        self._host: Host | None = None
         if self.degraded:
             log.warning(
                 "keystrokes = full needs a secure-input probe (%s): recording redacted",
@@ -65,36 +63,36 @@ class PrivacyComponent:
         """A fresh answer (asked when text is flushed)."""
         return self.monitor.poll if self.monitor is not None else None
 
-    def start(self, agent: Agent) -> None:
-        self._agent = agent
+    def start(self, host: Host) -> None:
+        self._host = host
         if self.monitor is not None:
             self.monitor.start()
-        agent.control_handlers["consent"] = self._handle_consent
+        host.control_handlers["consent"] = self._handle_consent
 
     def announce(self) -> None:
         """Show the notice if due; called once capture has started (not before a refusal)."""
-        assert self._agent is not None
-        from deskcorder.consent import show_notice
+        assert self._host is not None
+        from deskcorder.capture.consent import show_notice
 
         try:
-            self.notice_shown = show_notice(self._agent.spool.root, self.policy)
+            self.notice_shown = show_notice(self._host.spool.root, self.policy)
         except Exception:
             log.exception("showing the notice failed")
 
     def _handle_consent(self, req: dict[str, Any]) -> dict[str, Any]:
         """``{"cmd": "consent", "action": "accept"|"withdraw"}``: write a receipt, gate."""
-        agent = self._agent
-        assert agent is not None and agent.pipeline is not None
-        from deskcorder.consent import has_consent, write_receipt
+        host = self._host
+        assert host is not None
+        from deskcorder.capture.consent import has_consent, write_receipt
 
         action = req.get("action")
         if action not in ("accept", "withdraw"):
             raise ValueError("action must be accept or withdraw")
         path = write_receipt(
-            agent.spool.root, self.policy, action, user=agent.user_id, device=agent.device_id
+            host.spool.root, self.policy, action, user=host.user_id, device=host.device_id
         )
-        ok = not self.policy.notice.require_ack or has_consent(agent.spool.root, self.policy)
-        agent.pipeline.queue.put_control((RAW_CONTROL, time.monotonic_ns(), "consent", ok))
+        ok = not self.policy.notice.require_ack or has_consent(host.spool.root, self.policy)
+        host.emit_control((RAW_CONTROL, time.monotonic_ns(), "consent", ok))
         return {"receipt": str(path), "capture_allowed": ok}
 
     def stop(self, timeout: float) -> None:
@@ -182,39 +180,3 @@ def doctor_checks(policy: Policy, backend: Backend) -> list[Check]:
         )
     )
     return checks
-
-
-def consent_command(action: str, policy: Policy, spool_root: Any, out: Any) -> int:
-    """``deskcorder consent show|accept|withdraw``: via the running agent when there is one."""
-    from deskcorder.consent import has_consent, notice_text, receipts, write_receipt
-    from deskcorder.errors import AgentNotRunning, DeskcorderError
-    from deskcorder.identity import identities
-
-    if action == "show":
-        out.write(f"Notice (version {policy.notice.version}):\n{notice_text(policy)}\n")
-        state = "accepted" if has_consent(spool_root, policy) else "not accepted"
-        need = "required" if policy.notice.require_ack else "not required"
-        out.write(f"Consent: {state} (acknowledgement {need} by policy)\n")
-        for receipt in receipts(spool_root):
-            data = receipt.data
-            out.write(
-                f"  {data.get('utc')}  {data.get('action')}  notice {data.get('notice_version')}\n"
-            )
-        return 0
-    from deskcorder.control import request
-
-    try:
-        reply = request("consent", action=action)
-    except AgentNotRunning:
-        ids = identities(policy.identity)
-        path = write_receipt(spool_root, policy, action, user=ids.user, device=ids.device)
-        out.write(f"consent {action}ed; receipt {path}\n")
-        return 0
-    if not reply.get("ok"):
-        raise DeskcorderError(f"consent {action} refused: {reply.get('error', 'unknown error')}")
-    out.write(f"consent {action}ed; receipt {reply.get('receipt')}\n")
-    if action == "accept":
-        out.write("recording may start now\n" if reply.get("capture_allowed") else "")
-    else:
-        out.write("recording stops now\n" if policy.notice.require_ack else "")
-    return 0

@@ -61,14 +61,13 @@ from deskcorder.events import (
     ShotInfo,
     WindowInfo,
 )
+from deskcorder.host import CaptureGates, Host
 from deskcorder.platform.base import Emit, WindowProbe
 from deskcorder.policy.model import Screenshots
 from deskcorder.storage.blobs import BlobStore
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image as PILImage
-
-    from deskcorder.agent import Agent
 
 log = logging.getLogger(__name__)
 
@@ -149,10 +148,7 @@ class MssGrabber:
             self._sct = None
 
 
-class GatesLike(Protocol):
-    def blocked_reason(self) -> str | None: ...
-
-    def window_rule(self, win: WindowInfo | None) -> str | None: ...
+GatesLike = CaptureGates  # what the worker asks of the pipeline's gates
 
 
 # ---------------------------------------------------------------------------
@@ -696,10 +692,7 @@ class ScreenshotComponent:
         self.worker: ScreenshotWorker | None = None
         self._observers: list[Callable[[dict[str, Any]], None]] | None = None
 
-    def start(self, agent: Agent) -> None:
-        pipeline = agent.pipeline
-        if pipeline is None:
-            raise RuntimeError("the pipeline must start before the screenshot component")
+    def start(self, host: Host) -> None:
         try:
             import PIL  # noqa: F401
         except ImportError as exc:
@@ -710,17 +703,17 @@ class ScreenshotComponent:
                 "(pip install 'deskcorder[screenshots]')"
             ) from exc
         worker = ScreenshotWorker(
-            agent.policy.screenshots,
-            gates=pipeline.gates,
-            probe=agent.backend.windows,
-            store=BlobStore(agent.spool.blobs_dir),
-            emit=agent.emit,
+            host.policy.screenshots,
+            gates=host.gates,
+            probe=host.windows,
+            store=BlobStore(host.spool.blobs_dir),
+            emit=host.emit,
             grabber_factory=self._grabber_factory,
             monitors=self._monitors,
         )
         self.worker = worker
-        pipeline.observers.append(worker.observe)
-        self._observers = pipeline.observers
+        self._observers = host.observers
+        self._observers.append(worker.observe)
         worker.start()
 
     def stop(self, timeout: float) -> None:

@@ -27,10 +27,11 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from deskcorder.host import Host
+from deskcorder.platform.notify import send_notification
+
 if TYPE_CHECKING:
     from PIL.Image import Image
-
-    from deskcorder.agent import Agent
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +90,10 @@ def icon_image(state: str, size: int = 64) -> Image:
     return img
 
 
-def captured_summary(agent: Agent) -> str:
+def captured_summary(host: Host) -> str:
     """One paragraph: what this policy records (for "What is captured")."""
-    cap = agent.policy.capture
-    keys = getattr(agent, "keystrokes", cap.keystrokes)
+    cap = host.policy.capture
+    keys = host.keystrokes
     parts = []
     if cap.mouse:
         parts.append("mouse moves, clicks and scrolls")
@@ -161,22 +162,20 @@ class TrayComponent:
         self.reason: str | None = None
         self.state: str | None = None
         self.title: str | None = None
-        self._agent: Agent | None = None
+        self._host: Host | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._icon_thread: threading.Thread | None = None
 
     # -- actions (menu callbacks; also called by tests) -------------------------
     def _call(self, cmd: str, **fields: Any) -> dict[str, Any]:
-        assert self._agent is not None
-        handler = self._agent.control_handlers.get(cmd)
+        assert self._host is not None
+        handler = self._host.control_handlers.get(cmd)
         if handler is None:
             return {"error": f"no {cmd} handler"}
         try:
             return handler(fields)
         except Exception as exc:  # a refused pause (policy) is shown, not raised
-            from deskcorder.consent import send_notification
-
             send_notification("deskcorder", f"{cmd} refused: {exc}")
             return {"error": str(exc)}
 
@@ -190,27 +189,23 @@ class TrayComponent:
         return self.resume() if self.state == PAUSED else self.pause()
 
     def what_is_captured(self) -> str:
-        assert self._agent is not None
-        from deskcorder.consent import send_notification
-
-        text = captured_summary(self._agent)
+        assert self._host is not None
+        text = captured_summary(self._host)
         send_notification("What deskcorder captures", text)
         return text
 
     # -- lifecycle ---------------------------------------------------------------
-    def start(self, agent: Agent) -> None:
-        self._show(agent)
+    def start(self, host: Host) -> None:
+        self._show(host)
         if self.icon is None:
             # no tray icon: say at every start that recording is on
-            from deskcorder.consent import send_notification
-
             send_notification(
                 "deskcorder is recording",
                 "Pause with `deskcorder pause`; see what is captured with `deskcorder inspect`.",
             )
 
-    def _show(self, agent: Agent) -> None:
-        self._agent = agent
+    def _show(self, host: Host) -> None:
+        self._host = host
         if not (os.environ.get("DISPLAY") or os.name == "nt" or _is_macos()):
             self.reason = "no display"
             return
@@ -251,9 +246,8 @@ class TrayComponent:
         self._thread.start()
 
     def _refresh_state(self) -> str:
-        assert self._agent is not None
-        pipeline = self._agent.pipeline
-        status = pipeline.status() if pipeline is not None else {"blocked": "starting"}
+        assert self._host is not None
+        status = self._host.capture_status()
         self.state = tray_state(status)
         self.title = icon_title(status)
         return self.state

@@ -40,6 +40,7 @@ from deskcorder.storage.chunk import (
 log = logging.getLogger(__name__)
 
 HeaderFactory = Callable[[int], dict[str, Any]]
+APPROVAL_SUFFIX = ".approved.json"  # review approval marker (deskcorder.storage.approval)
 
 
 def new_session_id(now: datetime | None = None) -> str:
@@ -56,6 +57,10 @@ class SealedChunk:
     @property
     def manifest_path(self) -> Path:
         return self.path.with_name(f"{self.seq:06d}{MANIFEST_SUFFIX}")
+
+    @property
+    def approval_path(self) -> Path:
+        return self.path.with_name(f"{self.seq:06d}{APPROVAL_SUFFIX}")
 
     def manifest(self) -> Manifest:
         return read_manifest(self.manifest_path)
@@ -190,8 +195,7 @@ class Spool:
     def delete_chunk(self, sealed: SealedChunk, keep_session: str | None = None) -> None:
         sealed.path.unlink(missing_ok=True)
         sealed.manifest_path.unlink(missing_ok=True)
-        # the review approval marker (deskcorder.review), if any
-        sealed.path.with_name(f"{sealed.seq:06d}.approved.json").unlink(missing_ok=True)
+        sealed.approval_path.unlink(missing_ok=True)  # the review approval marker, if any
         self._remove_if_empty(sealed.path.parent, keep_session)
         self._usage_cache = None
 

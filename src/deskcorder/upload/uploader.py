@@ -43,7 +43,9 @@ import httpx
 
 from deskcorder import __version__
 from deskcorder.errors import DeskcorderError
+from deskcorder.host import Host
 from deskcorder.policy.model import Upload as UploadPolicy
+from deskcorder.storage.approval import is_approved, may_upload
 from deskcorder.storage.chunk import (
     CHUNK_SUFFIX,
     MANIFEST_SUFFIX,
@@ -73,8 +75,6 @@ RECEIPTS_LEDGER = "upload-receipts.json"
 RESCAN_S = 5.0
 SWEEP_EVERY_S = 600.0
 PIECE = 16 * 1024
-APPROVAL_SUFFIX = ".approved.json"
-APPROVAL_FORMAT = "deskcorder-approval"
 UPLOAD_WINDOW = 3  # chunks in flight at once (without a bandwidth cap)
 
 
@@ -97,27 +97,6 @@ def _now_iso() -> str:
 def pending_chunks(spool_root: Path) -> list[Pending]:
     """Sealed chunks with a manifest, oldest session first, in seq order."""
     return Spool(spool_root).sealed_chunks()
-
-
-def approval_path(item: Pending) -> Path:
-    return item.path.with_name(f"{item.seq:06d}{APPROVAL_SUFFIX}")
-
-
-def approved(item: Pending) -> bool:
-    """Policy ``upload.review``: an approval marker naming the manifest's digest exists.
-
-    The marker (written by ``deskcorder review approve``) is
-    ``<seq>.approved.json`` = ``{"format": "deskcorder-approval", "sha256": ...}``;
-    a chunk changed after its approval is not approved.
-    """
-    try:
-        data = json.loads(approval_path(item).read_text(encoding="utf-8"))
-        return bool(
-            data.get("format") == APPROVAL_FORMAT
-            and data.get("sha256") == read_manifest(item.manifest_path).sha256
-        )
-    except (OSError, ValueError, AttributeError, DeskcorderError):
-        return False
 
 
 def rejected_chunks(spool_root: Path) -> list[dict[str, Any]]:
@@ -213,15 +192,16 @@ class Uploader:
         self.blobs_swept = 0
 
     # -- component protocol ------------------------------------------------------------
-    def start(self, agent: Any = None) -> None:
-        if agent is not None:
-            self.spool_root = agent.spool.root
-            self.device = agent.device_id
-            self.on_freed = agent.spool.invalidate_usage
-            self.active_session = lambda: str(agent.session_id)
-            agent.on_sealed.append(self.wake)
+    def start(self, host: Host | None = None) -> None:
+        """Start uploading; with a ``host`` (the agent), its spool and session."""
+        if host is not None:
+            self.spool_root = host.spool.root
+            self.device = host.device_id
+            self.on_freed = host.spool.invalidate_usage
+            self.active_session = lambda: str(host.session_id)
+            host.on_sealed.append(self.wake)
             # a blob this old that no manifest names can no longer be in the open chunk
-            self.blob_sweep_age = 2.0 * agent.policy.spool.chunk_max_age_s + 60.0
+            self.blob_sweep_age = 2.0 * host.policy.spool.chunk_max_age_s + 60.0
         if self.spool_root is None:
             raise DeskcorderError("uploader: no spool folder")
         self._load_status()
@@ -260,7 +240,7 @@ class Uploader:
             "enrolled": self._token is not None or (root / "state" / TOKEN_FILE).exists(),
             "chunks_pending": len(pending),
             "chunks_awaiting_review": (
-                sum(not approved(item) for item in pending) if self.cfg.review else 0
+                sum(not is_approved(item) for item in pending) if self.cfg.review else 0
             ),
             "bytes_pending": size,
             "chunks_rejected": len(rejected_chunks(root)),
@@ -320,7 +300,7 @@ class Uploader:
                 return self._backoff.next_delay(stop.retry_after)
         refs = self._blob_refs()
         # items waiting for `deskcorder review approve` are skipped
-        ready = [i for i in pending if not (self.cfg.review and not approved(i))]
+        ready = [i for i in pending if may_upload(i, self.cfg.review)]
         if not ready:
             return None
         todo = iter(ready)
@@ -573,7 +553,7 @@ class Uploader:
         # no fsync here: a deletion lost in a crash only means one idempotent re-upload
         item.path.unlink(missing_ok=True)
         item.manifest_path.unlink(missing_ok=True)
-        approval_path(item).unlink(missing_ok=True)
+        item.approval_path.unlink(missing_ok=True)
         for sha in manifest.blobs:
             refs[sha] -= 1
             if refs[sha] <= 0:
@@ -641,7 +621,7 @@ class Uploader:
         os.replace(item.path, folder / item.path.name)
         if item.manifest_path.exists():
             os.replace(item.manifest_path, folder / item.manifest_path.name)
-        approval_path(item).unlink(missing_ok=True)
+        item.approval_path.unlink(missing_ok=True)
         fsync_dir(folder)
         fsync_dir(item.path.parent)
         self._remove_session_dir(item.path.parent)

@@ -9,9 +9,11 @@ in docs/privacy.md), one per acceptance, never rewritten::
      "user": "u-...", "device": "d-...", "utc": "2026-11-27T03:15:00Z"}
 
 ``action`` is ``accept`` or ``withdraw`` (``deskcorder consent withdraw``).
-The latest receipt for the current notice version decides. ``<spool>/state/
-notice-shown.json`` remembers which notice version was last shown, so the
-notice is shown at first run and whenever its version changes.
+The latest receipt for the current notice version decides (the pipeline's
+consent gate reads it). ``<spool>/state/notice-shown.json`` remembers which
+notice version was last shown, so the notice is shown at first run and
+whenever its version changes. The ``deskcorder consent`` command is
+``deskcorder.commands.consent``.
 """
 
 from __future__ import annotations
@@ -20,16 +22,13 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from deskcorder.errors import DeskcorderError
+from deskcorder.platform.notify import send_notification
 from deskcorder.policy.model import Policy
 
 log = logging.getLogger(__name__)
@@ -179,36 +178,6 @@ def notice_text(policy: Policy) -> str:
     return text
 
 
-def send_notification(title: str, body: str, urgency: str = "normal") -> bool:
-    """Start a desktop notification via ``notify-send`` (libnotify); False when unavailable.
-
-    Never waits for it (notify-send can block for seconds when no notification
-    daemon answers): a daemon thread reaps the process.
-    """
-    exe = shutil.which("notify-send")
-    if exe is None or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return False
-    try:
-        proc = subprocess.Popen(
-            [exe, "--app-name=deskcorder", f"--urgency={urgency}", title, body],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    except OSError:
-        return False
-
-    def reap() -> None:
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    threading.Thread(target=reap, name="deskcorder-notify", daemon=True).start()
-    return True
-
-
 def show_notice(
     spool_root: Path, policy: Policy, *, force: bool = False, out: TextIO | None = None
 ) -> str | None:
@@ -226,9 +195,3 @@ def show_notice(
     stream.flush()
     mark_notice_shown(spool_root, policy, how)
     return how
-
-
-def require_known_action(action: str) -> str:
-    if action not in ("accept", "withdraw", "show"):
-        raise DeskcorderError(f"unknown consent action {action!r}")
-    return action

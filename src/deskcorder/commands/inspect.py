@@ -168,8 +168,8 @@ def inspect_spool(
 
 def local_state(spool: Path) -> dict[str, Any]:
     """Consent receipts and review state kept on this machine (privacy, issue 5)."""
-    from deskcorder.consent import receipts
-    from deskcorder.review import is_approved
+    from deskcorder.capture.consent import receipts
+    from deskcorder.storage.approval import is_approved
     from deskcorder.storage.spool import Spool
 
     chunks = Spool(spool).sealed_chunks()

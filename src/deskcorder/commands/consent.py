@@ -1,0 +1,48 @@
+"""``deskcorder consent show|accept|withdraw``: the notice and the user's consent receipts.
+
+Receipts and the notice itself are kept by ``deskcorder.capture.consent`` (the
+pipeline's consent gate reads them). With a running agent, accept/withdraw go
+through it (it writes the receipt and opens or closes the gate at once);
+without one, the receipt is written here and read at the next start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TextIO
+
+from deskcorder.capture.consent import has_consent, notice_text, receipts, write_receipt
+from deskcorder.control import request
+from deskcorder.errors import AgentNotRunning, DeskcorderError
+from deskcorder.identity import identities
+from deskcorder.policy.model import Policy
+
+
+def consent_command(action: str, policy: Policy, spool_root: Path, out: TextIO) -> int:
+    """``deskcorder consent show|accept|withdraw``: via the running agent when there is one."""
+    if action == "show":
+        out.write(f"Notice (version {policy.notice.version}):\n{notice_text(policy)}\n")
+        state = "accepted" if has_consent(spool_root, policy) else "not accepted"
+        need = "required" if policy.notice.require_ack else "not required"
+        out.write(f"Consent: {state} (acknowledgement {need} by policy)\n")
+        for receipt in receipts(spool_root):
+            data = receipt.data
+            out.write(
+                f"  {data.get('utc')}  {data.get('action')}  notice {data.get('notice_version')}\n"
+            )
+        return 0
+    try:
+        reply = request("consent", action=action)
+    except AgentNotRunning:
+        ids = identities(policy.identity)
+        path = write_receipt(spool_root, policy, action, user=ids.user, device=ids.device)
+        out.write(f"consent {action}ed; receipt {path}\n")
+        return 0
+    if not reply.get("ok"):
+        raise DeskcorderError(f"consent {action} refused: {reply.get('error', 'unknown error')}")
+    out.write(f"consent {action}ed; receipt {reply.get('receipt')}\n")
+    if action == "accept":
+        out.write("recording may start now\n" if reply.get("capture_allowed") else "")
+    else:
+        out.write("recording stops now\n" if policy.notice.require_ack else "")
+    return 0
