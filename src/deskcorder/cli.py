@@ -252,8 +252,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_collector_serve(args: argparse.Namespace) -> int:
+    from deskcorder.collector.base import Limits
     from deskcorder.collector.server import read_secret, serve
-    from deskcorder.collector.store import Limits
 
     if args.max_chunk_mb <= 0 or args.max_decompressed_mb <= 0:
         raise UsageError("--max-chunk-mb and --max-decompressed-mb must be positive")

@@ -4,6 +4,7 @@ Depends only on ``deskcorder.events``, ``deskcorder.errors`` and
 ``deskcorder.storage.chunk`` of the agent (DESIGN dependency rule).
 """
 
-from deskcorder.collector.store import Limits, Store
+from deskcorder.collector.base import Limits
+from deskcorder.collector.store import Store
 
 __all__ = ["Limits", "Store"]

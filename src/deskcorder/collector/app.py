@@ -30,7 +30,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from .store import Body, Limits, Rejected, Store
+from .base import Body, Limits, Rejected
+from .store import Store
 from .validate import (
     LINE_SCANNER,
     parse_seq,

@@ -27,53 +27,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
-import sqlite3
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .store import Body, PutResult, Store
+from .base import Body, ChunkSink, Job, Notify, PutResult, Rejected
 
-Notify = Callable[[list["Job"]], None]
-
-
-@dataclass(eq=False)
-class Job:
-    """One chunk PUT on its way through the pipeline."""
-
-    device: str
-    session: str
-    seq: int
-    claimed: str
-    body: Body
-    notify: Notify
-    # set by the validator
-    sha: str = ""
-    records: int = 0
-    user: str = ""
-    blobs: tuple[str, ...] = ()
-    folder: str = ""
-    # the outcome
-    result: PutResult | None = None
-    error: BaseException | None = None
-    waiters: list[Job] = field(default_factory=list)
-    # set and read only on the submitting event loop's thread
-    future: asyncio.Future[None] | None = None
-
-    def outcome(self) -> PutResult:
-        if self.error is not None:
-            raise self.error
-        assert self.result is not None
-        return self.result
-
+__all__ = ["Ingest", "Job"]
 
 _STOP = object()
 
 
 class Ingest:
-    def __init__(self, store: Store, validators: int = 3) -> None:
+    def __init__(self, store: ChunkSink, validators: int = 3) -> None:
         self.store = store
         self.batches = 0
         self._todo: queue.SimpleQueue[Job | object] = queue.SimpleQueue()
@@ -175,9 +139,7 @@ class Ingest:
                     batch.append(more)  # type: ignore[arg-type]
             try:
                 self.store.commit_chunks(batch)
-            except sqlite3.Error as exc:
-                from .store import Rejected
-
+            except self.store.index_errors as exc:
                 error = Rejected(503, f"index error: {exc}")
                 for job in batch:
                     job.error = error

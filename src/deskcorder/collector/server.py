@@ -11,7 +11,7 @@ from pathlib import Path
 
 from deskcorder.errors import DeskcorderError, UsageError
 
-from .store import Limits
+from .base import Limits
 from .validate import LINE_SCANNER
 
 log = logging.getLogger(__name__)

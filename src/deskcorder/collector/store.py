@@ -25,14 +25,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from deskcorder.errors import DeskcorderError, FormatError
 from deskcorder.storage.chunk import chunk_name, fsync_dir, iter_lines
 
-from .ingest import Ingest, Job
+from .base import Body, Job, Limits, PutResult, Rejected
+from .ingest import Ingest
 from .validate import ChunkInfo, valid_user, validate_chunk
 
 SCHEMA = """
@@ -103,8 +103,8 @@ def start_writeback(fd: int) -> bool:
     return _start_writeback is not None and _start_writeback(fd)
 
 
-class Body:
-    """A request body: in memory up to SPILL_BYTES, then in a temp file.
+class SpooledBody:
+    """A request body (``base.Body``): in memory up to SPILL_BYTES, then in a temp file.
 
     Created and written on the event loop; only bodies larger than the
     threshold create a file there. Then, in pipeline threads: ``write_temp``
@@ -196,34 +196,15 @@ class Body:
         self._pieces = []
 
 
-@dataclass(frozen=True)
-class Limits:
-    max_chunk_bytes: int = 64 * 1024 * 1024
-    max_blob_bytes: int = 32 * 1024 * 1024
-    max_decompressed_bytes: int = 512 * 1024 * 1024
-    max_line_bytes: int = 1 << 20
-    max_json_bytes: int = 64 * 1024
-
-
-class Rejected(DeskcorderError):
-    """A request the collector refuses; ``status`` is the HTTP status to answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class PutResult:
-    sha256: str
-    created: bool
-
-
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 class Store:
+    """The local backend: chunks and blobs as files, an SQLite index (``base.ChunkSink``)."""
+
+    index_errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+
     def __init__(self, root: Path, limits: Limits | None = None, *, validators: int = 3) -> None:
         self.root = Path(root)
         self.limits = limits or Limits()
@@ -304,13 +285,19 @@ class Store:
         return cur.rowcount > 0
 
     # -- receiving bodies --------------------------------------------------------------
-    def new_body(self) -> Body:
-        return Body(self.tmp_dir)
+    def new_body(self) -> SpooledBody:
+        return SpooledBody(self.tmp_dir)
+
+    @staticmethod
+    def _spooled(body: Body) -> SpooledBody:
+        """A body this store made (``new_body``): the only kind it is handed back."""
+        assert isinstance(body, SpooledBody), "a body from another store"
+        return body
 
     def _place(self, body: Body, final: Path) -> None:
         """temp + fsync + rename + fsync(dir): ``final`` exists only complete and durable."""
         final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = body.durable_file()
+        tmp = self._spooled(body).durable_file()
         os.replace(tmp, final)
         fsync_dir(final.parent)
 
@@ -362,7 +349,7 @@ class Store:
         chunk is not acknowledged, and a crash leaves at most a file that the
         device's retry writes again.
         """
-        body = job.body
+        body = self._spooled(job.body)
         sha = body.sha256()
         if sha != job.claimed:
             raise Rejected(400, f"body sha256 {sha} does not match the header")
@@ -415,7 +402,7 @@ class Store:
         prevents); raises on an I/O or index error, which answers the batch.
         """
         for job in batch:
-            job.body.sync()
+            self._spooled(job.body).sync()
         now = time.time()
         outcomes: list[tuple[Job, PutResult | Rejected]] = []
         with self._lock:
@@ -430,7 +417,7 @@ class Store:
                         outcomes.append((job, self._duplicate(job, stored[job.session, job.seq])))
                         continue
                     final = os.path.join(job.folder, chunk_name(job.seq))
-                    os.replace(job.body.take(), final)
+                    os.replace(self._spooled(job.body).take(), final)
                     placed.append(job)
                 for folder in {job.folder for job in placed}:
                     fsync_dir(folder)
