@@ -136,6 +136,27 @@ KEY_CLASSES = ("letter", "digit", "space", "punct")
 # Modifier names as written in records (``mods`` field), in this order.
 MODIFIERS = ("shift", "ctrl", "alt", "super", "altgr")
 
+# Key names (pynput's, as in ``kd``/``ku`` records) of the modifier keys -> their modifier.
+MODIFIER_KEYS = {
+    "shift": "shift",
+    "shift_l": "shift",
+    "shift_r": "shift",
+    "ctrl": "ctrl",
+    "ctrl_l": "ctrl",
+    "ctrl_r": "ctrl",
+    "alt": "alt",
+    "alt_l": "alt",
+    "alt_r": "alt",
+    "alt_gr": "altgr",
+    "iso_level3_shift": "altgr",
+    "cmd": "super",
+    "cmd_l": "super",
+    "cmd_r": "super",
+    "super": "super",
+    "super_l": "super",
+    "super_r": "super",
+}
+
 
 def event_count(record: dict[str, Any]) -> int:
     """How many input events one record stands for (a move batch holds many)."""

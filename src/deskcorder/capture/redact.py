@@ -17,26 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-# pynput key names -> modifier written in records
-_MODIFIER_OF = {
-    "shift": "shift",
-    "shift_l": "shift",
-    "shift_r": "shift",
-    "ctrl": "ctrl",
-    "ctrl_l": "ctrl",
-    "ctrl_r": "ctrl",
-    "alt": "alt",
-    "alt_l": "alt",
-    "alt_r": "alt",
-    "alt_gr": "altgr",
-    "iso_level3_shift": "altgr",
-    "cmd": "super",
-    "cmd_l": "super",
-    "cmd_r": "super",
-    "super": "super",
-    "super_l": "super",
-    "super_r": "super",
-}
+from deskcorder.events import MODIFIER_KEYS
+
+_MODIFIER_OF = MODIFIER_KEYS  # pynput key names -> modifier written in records
 _SHORTCUT_MODS = frozenset({"ctrl", "alt", "super"})
 _ORDER = ("shift", "ctrl", "alt", "super", "altgr")
 # special keys that type a printable character
