@@ -23,6 +23,7 @@ collector, which uses the bounded reader to validate what it receives.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -197,14 +198,21 @@ class ChunkWriter:
         self._size = 0
         self._raw_pending = 0
         self._cobj = zstd.ZstdCompressor(level=level, write_checksum=True).compressobj()
+        self.durable_size = 0  # bytes of the .part known to be on disk (after a flush)
         self._fd: int | None = os.open(
             self.part_path,
             os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
             0o600,
         )
-        fsync_dir(directory)
-        self._put(self._cobj.compress(encode_line(header)))
-        self.flush()
+        try:
+            fsync_dir(directory)
+            self._put(self._cobj.compress(encode_line(header)))
+            self.flush()
+        except BaseException:  # e.g. disk full: leave no header-less journal behind
+            self.abandon()
+            with contextlib.suppress(OSError):
+                self.part_path.unlink()
+            raise
 
     @property
     def compressed_size(self) -> int:
@@ -244,6 +252,12 @@ class ChunkWriter:
         assert self._fd is not None
         _datasync(self._fd)
         self._raw_pending = 0
+        self.durable_size = self._size
+
+    def linked(self) -> bool:
+        """False once the ``.part`` was deleted under us (e.g. the spool folder removed)."""
+        assert self._fd is not None
+        return os.fstat(self._fd).st_nlink > 0
 
     def seal(self, recovered: bool = False) -> Manifest:
         """Finish the frame, fsync, re-encode (or rename) to the final name, write the manifest."""
@@ -295,9 +309,20 @@ class ChunkWriter:
         return sha.hexdigest(), size
 
     def abandon(self) -> None:
-        """Close without sealing: the .part stays for recovery (tests, fatal errors)."""
+        """Close without sealing: the .part stays for recovery (tests, write failures).
+
+        Whatever was written after the last flush is cut off first (best effort:
+        truncating needs no space, but a read-only file system refuses it, and
+        :meth:`Spool.repair <deskcorder.storage.spool.Spool.repair>` cuts again),
+        so that a batch that failed to write can be written again elsewhere
+        without recovery also salvaging part of it.
+        """
         if self._fd is not None:
-            os.close(self._fd)
+            with contextlib.suppress(OSError):
+                if os.fstat(self._fd).st_size > self.durable_size:
+                    os.ftruncate(self._fd, self.durable_size)
+            with contextlib.suppress(OSError):  # EIO on close: nothing more to do
+                os.close(self._fd)
             self._fd = None
 
 
@@ -472,13 +497,19 @@ def _sealed_ok(path: Path) -> bool:
         return False
 
 
-def recover_part(part: Path) -> Manifest | None:
+def recover_part(part: Path, cause: str | None = "crash_recovery") -> Manifest | None:
     """Seal a ``.part`` left by a crash: keep every complete flushed line, add a gap record.
 
     The recovered lines are rewritten into a fresh, properly finished chunk
     (temp file, fsync, rename over the final name), then the ``.part`` is
     removed. Returns the new manifest, or None when the file held not even a
     header (it is then removed: nothing in it was ever durable).
+
+    ``cause`` is the trailing gap record's cause; None writes no gap record
+    (a journal closed after a write failure: the pipeline writes the gap, with
+    the count of what was lost, into the next chunk) and removes a journal
+    that holds no record at all instead of sealing it. A failure (e.g. the disk
+    is still full) raises ``OSError`` and leaves the ``.part`` as it was.
     """
     directory = part.parent
     seq = seq_of(part)
@@ -495,17 +526,26 @@ def recover_part(part: Path) -> Manifest | None:
         part.unlink(missing_ok=True)
         fsync_dir(directory)
         return None
+    if cause is None and not decoded.records:
+        part.unlink()
+        fsync_dir(directory)
+        return None
     stats = ChunkStats()
     for record in decoded.records:
         stats.add(record)
-    gap = {"k": K_GAP, "t": stats.t_last or 0, "cause": "crash_recovery"}
     tmp = directory / f".{seq:06d}.recover{PART_SUFFIX}"
     tmp.unlink(missing_ok=True)
     session = str(decoded.header.get("session", directory.name))
     writer = ChunkWriter(directory, session, seq, decoded.header, part_path=tmp)
-    writer.write_many(decoded.records)
-    writer.write(gap)
-    manifest = writer.seal(recovered=True)
+    try:
+        writer.write_many(decoded.records)
+        if cause is not None:
+            writer.write({"k": K_GAP, "t": stats.t_last or 0, "cause": cause})
+        manifest = writer.seal(recovered=True)
+    except BaseException:
+        writer.abandon()
+        tmp.unlink(missing_ok=True)
+        raise
     part.unlink()
     fsync_dir(directory)
     return manifest

@@ -30,6 +30,7 @@ from deskcorder.storage.chunk import (
     ChunkStats,
     ChunkWriter,
     Manifest,
+    chunk_name,
     read_chunk,
     read_manifest,
     recover_part,
@@ -46,6 +47,15 @@ APPROVAL_SUFFIX = ".approved.json"  # review approval marker (deskcorder.storage
 def new_session_id(now: datetime | None = None) -> str:
     now = now or datetime.now(timezone.utc)
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class Abandoned:
+    """A chunk whose writing failed: its journal and how much of it was durable."""
+
+    seq: int
+    part_path: Path
+    durable_size: int
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,7 @@ class Spool:
         self.rejected_dir = self.root / "rejected"
         self.state_dir = self.root / "state"
         self._usage_cache: tuple[float, int] | None = None
+        self.unrecovered: list[Path] = []  # journals recover() could not seal yet
 
     # -- setup ---------------------------------------------------------------
     def ensure(self) -> None:
@@ -100,24 +111,91 @@ class Spool:
             raise DeskcorderError(f"{self.root}: spool is not writable: {exc.strerror}") from exc
 
     def recover(self) -> list[Manifest]:
-        """Seal every ``.part`` left by a crash and rebuild missing manifests."""
+        """Seal every ``.part`` left by a crash and rebuild missing manifests.
+
+        Never raises for a write failure (a full or read-only disk at start):
+        what cannot be recovered now stays as it is, is listed in
+        :attr:`unrecovered`, and :meth:`recover_pending` tries again later.
+        """
         recovered: list[Manifest] = []
-        if not self.sessions_dir.is_dir():
+        self.unrecovered = []
+        try:
+            session_dirs = self.session_dirs()
+        except OSError as exc:
+            log.warning("cannot list %s: %s", self.sessions_dir, exc)
             return recovered
-        for session_dir in sorted(p for p in self.sessions_dir.iterdir() if p.is_dir()):
-            for part in sorted(session_dir.glob(f"[0-9]*{PART_SUFFIX}")):
-                log.warning("recovering %s after an unclean stop", part)
-                manifest = recover_part(part)
-                if manifest is not None:
-                    recovered.append(manifest)
-            for stale in session_dir.glob(".*"):  # temp files of interrupted writes
-                stale.unlink(missing_ok=True)
-            for chunk in sorted(session_dir.glob(f"[0-9]*{CHUNK_SUFFIX}")):
-                man = chunk.with_name(f"{seq_of(chunk):06d}{MANIFEST_SUFFIX}")
-                if not man.exists():
-                    recovered.append(self._rebuild_manifest(session_dir.name, chunk))
+        for session_dir in session_dirs:
+            recovered += self._recover_dir(session_dir)
         self._usage_cache = None
         return recovered
+
+    def recover_pending(self) -> list[Manifest]:
+        """Try again to recover what :meth:`recover` could not (at most once per call)."""
+        pending, self.unrecovered = self.unrecovered, []
+        recovered: list[Manifest] = []
+        for session_dir in sorted({p.parent for p in pending}):
+            recovered += self._recover_dir(session_dir)
+        if recovered:
+            self._usage_cache = None
+        return recovered
+
+    def _recover_dir(self, session_dir: Path) -> list[Manifest]:
+        recovered: list[Manifest] = []
+        failed = False
+        for part in sorted(session_dir.glob(f"[0-9]*{PART_SUFFIX}")):
+            log.warning("recovering %s after an unclean stop", part)
+            try:
+                manifest = recover_part(part)
+            except OSError as exc:
+                log.warning("cannot recover %s now (%s); will retry", part, exc.strerror)
+                self.unrecovered.append(part)
+                failed = True
+                continue
+            if manifest is not None:
+                recovered.append(manifest)
+        if failed:  # its temp files may belong to the retry; sealed chunks stay as they are
+            return recovered
+        for stale in session_dir.glob(".*"):  # temp files of interrupted writes
+            with contextlib.suppress(OSError):
+                stale.unlink(missing_ok=True)
+        for chunk in sorted(session_dir.glob(f"[0-9]*{CHUNK_SUFFIX}")):
+            man = chunk.with_name(f"{seq_of(chunk):06d}{MANIFEST_SUFFIX}")
+            if not man.exists():
+                try:
+                    recovered.append(self._rebuild_manifest(session_dir.name, chunk))
+                except OSError as exc:
+                    log.warning("cannot write the manifest of %s now (%s)", chunk, exc.strerror)
+                    self.unrecovered.append(chunk)
+        return recovered
+
+    def repair(self, session: str, abandoned: Abandoned) -> tuple[Manifest | None, bool]:
+        """Finish a chunk whose writing failed: ``(its manifest or None, removed)``.
+
+        Called once writing works again. The journal is cut back to what was
+        durable and sealed without a gap record (the pipeline writes one, with
+        the count of events lost, into the next chunk); a sealing that got as
+        far as the rename only gets its manifest; a journal that held no record
+        is removed (``removed`` True: its sequence number may be used again).
+        Raises ``OSError`` when writing still fails.
+        """
+        directory = self.sessions_dir / session
+        seq = abandoned.seq
+        final = directory / chunk_name(seq)
+        for stale in directory.glob(f".{seq:06d}.*"):  # temp files of the failed seal
+            stale.unlink(missing_ok=True)
+        manifest: Manifest | None = None
+        part = abandoned.part_path
+        if part.exists():
+            if part.stat().st_size > abandoned.durable_size:
+                os.truncate(part, abandoned.durable_size)
+            manifest = recover_part(part, cause=None)
+        if manifest is None and final.exists():
+            man = final.with_name(f"{seq:06d}{MANIFEST_SUFFIX}")
+            manifest = (
+                read_manifest(man) if man.exists() else self._rebuild_manifest(session, final)
+            )
+        self._usage_cache = None
+        return manifest, manifest is None
 
     def _rebuild_manifest(self, session: str, chunk: Path) -> Manifest:
         import hashlib
@@ -237,7 +315,6 @@ class SessionWriter:
         self.spool = spool
         self.session_id = session_id
         self.directory = spool.sessions_dir / session_id
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.header_factory = header_factory
         self.seq = 0
         self.sealed: list[Manifest] = []
@@ -249,6 +326,8 @@ class SessionWriter:
     @property
     def writer(self) -> ChunkWriter:
         if self._writer is None:
+            # made here, not up front: the agent may start with the spool unwritable
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._writer = ChunkWriter(
                 self.directory, self.session_id, self.seq, self.header_factory(self.seq)
             )
@@ -285,6 +364,32 @@ class SessionWriter:
         self.sealed.append(manifest)
         self.spool.invalidate_usage()
         return manifest
+
+    def is_open(self) -> bool:
+        return self._writer is not None
+
+    def linked(self) -> bool:
+        """False once the open chunk's journal was deleted (the spool folder removed)."""
+        return self._writer is None or self._writer.linked()
+
+    def abandon(self) -> Abandoned | None:
+        """Give up the open chunk after a write failure; the next write opens seq+1.
+
+        What was flushed stays in its journal for :meth:`Spool.repair`.
+        """
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return None
+        writer.abandon()
+        self.seq += 1
+        return Abandoned(writer.seq, writer.part_path, writer.durable_size)
+
+    def repaired(self, abandoned: Abandoned, manifest: Manifest | None, removed: bool) -> None:
+        """Account for :meth:`Spool.repair`'s result (an empty journal's seq is reused)."""
+        if manifest is not None:
+            self.sealed.append(manifest)
+        elif removed and self._writer is None and self.seq == abandoned.seq + 1:
+            self.seq = abandoned.seq
 
     def iter_sealed(self) -> Iterator[Manifest]:
         yield from self.sealed
