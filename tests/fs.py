@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,6 +94,8 @@ class Ext4:
     def __init__(self, size_mb: int = 16) -> None:
         self.image = Path(tempfile.mkstemp(prefix="dc-ext4-", suffix=".img")[1])
         self.mnt = Path(tempfile.mkdtemp(prefix="dc-ext4-"))
+        # while unmounted (during repair) nothing may be written into the bare folder
+        subprocess.run(["chattr", "+i", str(self.mnt)], capture_output=True, check=False)
         with open(self.image, "r+b") as fh:
             fh.truncate(size_mb * 1024 * 1024)
         _run("mkfs.ext4", "-q", "-F", "-O", "^has_journal", str(self.image))
@@ -116,12 +119,17 @@ class Ext4:
 
     def repair(self) -> None:
         """Unmount (fails while anything still holds a file open), check, mount again."""
-        _run("umount", str(self.mnt))
+        deadline = time.monotonic() + 10  # a directory scan may hold it for a moment
+        while subprocess.run(["umount", str(self.mnt)], capture_output=True).returncode:
+            if time.monotonic() > deadline:
+                _run("umount", str(self.mnt))  # raises with mount's message
+            time.sleep(0.05)
         subprocess.run(["e2fsck", "-fy", str(self.image)], capture_output=True, check=False)
         self.mount()
 
     def close(self) -> None:
         subprocess.run(["umount", "-l", str(self.mnt)], capture_output=True, check=False)
+        subprocess.run(["chattr", "-i", str(self.mnt)], capture_output=True, check=False)
         with contextlib.suppress(OSError):
             self.mnt.rmdir()
         self.image.unlink(missing_ok=True)

@@ -32,6 +32,7 @@ from deskcorder.identity import identities
 from deskcorder.platform.base import Backend, WindowProbe
 from deskcorder.policy.load import LoadedPolicy
 from deskcorder.storage.chunk import Manifest
+from deskcorder.storage.faults import TRANSIENT, classify
 from deskcorder.storage.spool import Spool, new_session_id
 from deskcorder.upload import Uploader
 from deskcorder.watchdog import Watchdog
@@ -234,7 +235,13 @@ class Agent:
 
     def _run_locked(self) -> int:
         spool = self.spool
-        spool.ensure()
+        try:
+            spool.ensure()
+        except DeskcorderError as exc:
+            if classify(exc)[0] not in TRANSIENT:
+                raise  # a set-up problem (no permission, a file in the way): say so and stop
+            # a full or read-only disk comes and goes: start in the storage gate instead
+            log.warning("%s; capture stays paused until the spool can be written", exc)
         recovered = spool.recover()
         if recovered:
             log.warning("recovered %d chunk(s) left by an unclean stop", len(recovered))

@@ -301,7 +301,7 @@ class ShotRec(_Rec):
 
 class PauseRec(_Rec):
     k: Literal["pause", "resume"]
-    src: Literal["user", "lock", "inactive", "schedule", "consent", "quota", "error"]
+    src: Literal["user", "lock", "inactive", "schedule", "consent", "quota", "error", "storage"]
 
 
 class ExcludedRec(_Rec):
@@ -313,10 +313,15 @@ class GapRec(_Rec):
     k: Literal["gap"]
     cause: str = Field(
         description="queue_full, crash_recovery, quota_drop, retention, input_hook_lost, "
-        "screenshot_skip"
+        "screenshot_skip; storage faults: disk_full, disk_quota, low_disk, read_only, "
+        "spool_missing, io_error, no_permission, write_error"
     )
     dropped: int | None = Field(None, ge=0, description="events lost, when known")
     chunk: str | None = Field(None, description="<session>/<seq> of a deleted chunk")
+    since: Micros | None = Field(
+        None, description="storage faults: session time the spool stopped being written"
+    )
+    errno: str | None = Field(None, description="storage faults: the error's errno name")
 
 
 class TextRec(_Rec):

@@ -27,10 +27,12 @@ flush_interval_s = 0.2
 class AgentProcess:
     """One agent with its own spool and runtime dir; killed on exit whatever happens."""
 
-    def __init__(self, x: XServer, tmp: Path, policy: str = EXACT_POLICY) -> None:
-        self.spool = tmp / "spool"
+    def __init__(
+        self, x: XServer, tmp: Path, policy: str = EXACT_POLICY, spool: Path | None = None
+    ) -> None:
+        self.spool = spool or tmp / "spool"
         self.runtime = tmp / "run"
-        self.runtime.mkdir(mode=0o700)
+        self.runtime.mkdir(mode=0o700, exist_ok=True)
         policy_file = tmp / "policy.toml"
         policy_file.write_text(policy)
         self.env = {**x.env, "DESKCORDER_RUNTIME_DIR": str(self.runtime)}

@@ -3,7 +3,9 @@
 Blocking causes, in order of precedence: ``consent`` (policy requires an
 acknowledged notice), ``user`` (paused by the user), ``lock`` (screen locked),
 ``inactive`` (session not in the foreground), ``schedule`` (outside work
-hours), ``quota`` (spool full and policy says stop). While any applies no
+hours), ``quota`` (spool full and policy says stop), ``storage`` (the spool
+cannot be written, or its disk is below ``spool.min_free_mb``; last, so that
+while it is the reason every other gate would let capture run). While any applies no
 input, window or screenshot record is written: the pipeline writes a
 ``pause`` marker naming only the cause category, and ``resume`` when it ends.
 
@@ -38,6 +40,7 @@ class Gates:
         self.inactive = False
         self.consent_ok = not policy.notice.require_ack
         self.quota_blocked = False
+        self.storage: str | None = None  # the storage fault's cause (set by the pipeline)
         self.schedule_check: Callable[[float], bool] | None = schedule_check(policy.schedule)
         self.extra_window_rules: list[WindowRule] = builtin_rules(policy.exclusions)
         ex = policy.exclusions
@@ -93,6 +96,8 @@ class Gates:
                 return "schedule"
             if self.quota_blocked:
                 return "quota"
+            if self.storage is not None:
+                return "storage"
             return None
         except Exception:
             log.exception("a capture gate failed; capture stays off")

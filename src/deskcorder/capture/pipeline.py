@@ -7,6 +7,7 @@ needs locks. Sources (hooks) only call :meth:`EventQueue.put_nowait`.
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import threading
 import time
@@ -45,16 +46,21 @@ from deskcorder.events import (
     RAW_TITLE,
     ShotInfo,
     WindowInfo,
+    event_count,
 )
 from deskcorder.policy.model import Policy
 from deskcorder.storage.chunk import Manifest
-from deskcorder.storage.spool import SessionWriter, Spool
+from deskcorder.storage.faults import StorageFault, classify, free_bytes, is_read_only
+from deskcorder.storage.spool import Abandoned, SessionWriter, Spool
 
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
 
 
+MIB = 1024 * 1024
+HELD_MAX = 100_000  # records held in memory while the spool cannot be written
+REPAIR_EVERY_S = 30.0  # retry sealing journals left by a write failure or a crash
 IDLE_TICK_NS = 1_000_000_000  # idle: wake at least this often (pause expiry, schedule)
 BUSY_BATCH_S = 0.02  # busy: gather events for this long between drains (<= 50 wakes/s)
 
@@ -165,6 +171,12 @@ class Pipeline:
         self.counts: dict[str, int] = {}
         self.written_records = 0
         self.fatal: BaseException | None = None
+        # storage faults (docs/architecture.md): the gate's state, journals to repair
+        self.storage: StorageFault | None = None
+        self._repairs: list[Abandoned] = []
+        self._min_free = policy.spool.min_free_mb * MIB
+        self._next_space_check = 0.0
+        self._next_repair = 0.0
         self._want_mouse = policy.capture.mouse
         self._want_keys = policy.capture.keyboard and self.keystrokes != "off"
         self._want_window = policy.capture.window
@@ -177,10 +189,13 @@ class Pipeline:
 
     def start(self) -> None:
         self._append({"k": K_START, "t": 0, "reason": "start"})
-        self._apply_retention()
         self._blocked = self.gates.blocked_reason()
         if self._blocked:
             self._append({"k": K_PAUSE, "t": 0, "src": self._blocked})
+        try:
+            self._apply_retention()
+        except OSError as exc:
+            self._storage_failed(exc)
         self._thread = threading.Thread(target=self._run, name="deskcorder-pipeline", daemon=True)
         self._thread.start()
 
@@ -220,7 +235,10 @@ class Pipeline:
             n = 0
             process = self._process
             while q and n < 65536:
-                process(q.popleft())
+                item = q.popleft()
+                if self.storage is not None:
+                    self._note_unrecorded(item)
+                process(item)
                 n += 1
                 if self._event_time_flush and self._last_t >= next_flush_t:
                     self._flush()
@@ -255,11 +273,29 @@ class Pipeline:
         self._check_drops(t)
         for text in self.key_filter.flush(t):
             self._append(text)
-        self._append({"k": K_END, "t": t, "reason": getattr(self, "_end_reason", "stop")})
+        if self.storage is not None:
+            self._retry_storage(force=True)  # one last try: the disk may be back
+        reason = getattr(self, "_end_reason", "stop")
+        self._append({"k": K_END, "t": self._now_t(), "reason": reason})
         self._flush()
-        manifest = self.session.seal()
-        if manifest is not None:
-            self._sealed(manifest)
+        if self.storage is None:
+            try:
+                manifest = self.session.seal()
+            except OSError as exc:
+                self._storage_failed(exc)
+            else:
+                if manifest is not None:
+                    self._sealed(manifest)
+        fault = self.storage
+        if fault is not None:
+            log.warning(
+                "stopped while the spool cannot be written (%s): %d input event(s) and the "
+                "last %d record(s) were not recorded; what was written before is recovered "
+                "at the next start",
+                fault.cause,
+                fault.not_recorded,
+                len(self._out),
+            )
 
     def _stamp(self, ns: int) -> int:
         """Session time of a monotonic ns reading: whole ``time_resolution_us``, never
@@ -289,23 +325,187 @@ class Pipeline:
 
     def _flush(self) -> None:
         self.moves.close_batch(self._out)
-        if self._out:
-            out, self._out = self._out, []
+        if self.storage is not None:
+            self._hold()
+            return
+        try:
+            self._write_out()
+        except OSError as exc:
+            self._storage_failed(exc)
+
+    def _write_out(self) -> None:
+        """Write and durably flush ``_out``; on ``OSError`` it stays held in ``_out``."""
+        if not self.session.linked():
+            raise FileNotFoundError(errno.ENOENT, "the open chunk was deleted or moved")
+        out = self._out
+        if out:
             self.session.write_many(out)
-            self.written_records += len(out)
             self._dirty = True
         if self._dirty:
             self.session.flush()
             self._dirty = False
+        if out:
+            self._out = []
+            self.written_records += len(out)
 
     def _maybe_rotate_and_quota(self) -> None:
-        if time.monotonic() >= self._next_retention:
-            self._apply_retention()
-        if self.session.needs_rotation():
+        if self.storage is not None:
+            self._retry_storage()
+            return
+        try:
+            if time.monotonic() >= self._next_retention:
+                self._apply_retention()
+            if self.session.needs_rotation():
+                manifest = self.session.seal()
+                if manifest is not None:
+                    self._sealed(manifest)
+            self._check_quota()
+            self._check_free_space()
+            if (self._repairs or self.spool.unrecovered) and time.monotonic() >= self._next_repair:
+                self._repair()
+        except OSError as exc:
+            self._storage_failed(exc)
+
+    # -- storage faults: never die of a write error (docs/architecture.md) --------------
+    def _storage_failed(self, exc: OSError) -> None:
+        """A spool write failed: keep what is durable, hold the rest, enter the storage gate."""
+        abandoned = self.session.abandon()
+        if abandoned is not None:
+            self._repairs.append(abandoned)
+        self._dirty = False
+        fault = self.storage
+        if fault is not None:  # failed again while retrying
+            fault.error = _one_line(exc)
+            self._schedule_retry(fault)
+            return
+        cause, name = classify(exc)
+        self._enter_storage_gate(StorageFault(cause, name, 0, time.time(), _one_line(exc)))
+        log.warning(
+            "cannot write the spool (%s): %s; capture paused until writing works again",
+            cause,
+            exc,
+        )
+
+    def _enter_storage_gate(self, fault: StorageFault) -> None:
+        t = self._now_t()
+        fault.since_t = t
+        self.storage = fault
+        self._schedule_retry(fault)
+        self.gates.storage = fault.cause
+        self._update_blocked(t)
+
+    def _schedule_retry(self, fault: StorageFault) -> None:
+        fault.next_try = time.monotonic() + fault.backoff.next_delay()
+
+    def _note_unrecorded(self, raw: tuple[Any, ...]) -> None:
+        """Count an input event that the storage gate (and nothing else) keeps from disk."""
+        fault = self.storage
+        if fault is None or self._blocked != "storage" or self._excluded is not None:
+            return
+        tag = raw[0]
+        if (tag in (RAW_MOVE, RAW_BUTTON, RAW_SCROLL) and self._want_mouse) or (
+            tag == RAW_KEY and self._want_keys
+        ):
+            fault.not_recorded += 1
+
+    def _hold(self) -> None:
+        """Keep ``_out`` for when writing works again, within a bound (the excess is counted)."""
+        excess = len(self._out) - HELD_MAX
+        if excess > 0 and self.storage is not None:
+            self.storage.not_recorded += sum(event_count(r) for r in self._out[-excess:])
+            del self._out[-excess:]
+
+    def _check_free_space(self) -> None:
+        """Below ``spool.min_free_mb``: seal the chunk while there is room, enter the gate."""
+        now = time.monotonic()
+        if not self._min_free or now < self._next_space_check:
+            return
+        self._next_space_check = now + 1.0
+        free = free_bytes(self.spool.root)
+        if free is None or free >= self._min_free:
+            return
+        fault = StorageFault("low_disk", None, 0, time.time(), _low_space(free, self._min_free))
+        log.warning("%s: capture paused", fault.error)
+        self._enter_storage_gate(fault)  # the pause record goes into the chunk sealed now
+        try:
+            self._write_out()
             manifest = self.session.seal()
+        except OSError as exc:
+            self._storage_failed(exc)
+            return
+        if manifest is not None:
+            self._sealed(manifest)
+
+    def _space_needed(self) -> int:
+        """Free bytes required before writing again: policy's floor (+10 %) and repair room."""
+        need = int(self._min_free * 1.1) + MIB
+        for abandoned in self._repairs:  # re-encoding a journal writes up to two copies
+            need += 2 * abandoned.durable_size
+        return need
+
+    def _retry_storage(self, force: bool = False) -> None:
+        """Due (backoff) or as soon as space is back: make the spool writable and resume."""
+        fault = self.storage
+        assert fault is not None
+        free = free_bytes(self.spool.root)
+        need = self._space_needed()
+        if free is not None and free < need:
+            fault.error = _low_space(free, need)
+            fault.next_try = 0.0  # try as soon as there is room; the backoff does not grow
+            return
+        if is_read_only(self.spool.root):
+            fault.error = "the file system is mounted read-only"
+            fault.next_try = 0.0
+            return
+        if not force and time.monotonic() < fault.next_try:
+            return
+        try:
+            self.spool.make_dirs()  # the spool folder may have been removed
+            self._repair()
+            self.session.writer  # noqa: B018 - opens the next chunk (header, flushed)
+        except OSError as exc:
+            self._storage_failed(exc)
+            return
+        t = self._now_t()
+        gap: Record = {
+            "k": K_GAP,
+            "t": t,
+            "cause": fault.cause,
+            "dropped": fault.not_recorded,
+            "since": fault.since_t,
+        }
+        if fault.errno:
+            gap["errno"] = fault.errno
+        self.storage = None
+        self.gates.storage = None
+        self._append(gap)
+        self._update_blocked(t)  # resume record, the focused window again
+        log.warning(
+            "the spool can be written again: capture resumed (%d input event(s) not recorded)",
+            fault.not_recorded,
+        )
+        self._flush()  # a new failure starts a new fault (and, later, a new gap)
+
+    def _repair(self) -> None:
+        """Seal journals left by a write failure (and by a crash, if start-up could not).
+
+        A journal that cannot be sealed yet stays listed (retried every
+        ``REPAIR_EVERY_S``); it does not keep capture from resuming.
+        """
+        self._next_repair = time.monotonic() + REPAIR_EVERY_S
+        while self._repairs:
+            abandoned = self._repairs[0]
+            try:
+                manifest, removed = self.spool.repair(self.session_id, abandoned)
+            except OSError as exc:
+                log.warning("cannot seal %s yet: %s", abandoned.part_path, exc)
+                break
+            self._repairs.pop(0)
+            self.session.repaired(abandoned, manifest, removed)
             if manifest is not None:
                 self._sealed(manifest)
-        self._check_quota()
+        for manifest in self.spool.recover_pending():
+            self._sealed(manifest)
 
     def _sealed(self, manifest: Manifest) -> None:
         for callback in self.on_sealed:
@@ -567,4 +767,27 @@ class Pipeline:
             "records_written": self.written_records,
             "chunks_sealed": len(self.session.sealed),
             **{f"gate_{k}": v for k, v in self.gates.status().items()},
+            "storage": self.storage_status(),
         }
+
+    def storage_status(self) -> dict[str, Any]:
+        """``ok``, the disk's free space and policy's floor; while faulty, what and why."""
+        fault = self.storage  # read once: the pipeline thread replaces it
+        free = free_bytes(self.spool.root)
+        out: dict[str, Any] = {
+            "ok": fault is None,
+            "free_mb": None if free is None else round(free / MIB, 1),
+            "min_free_mb": self.policy.spool.min_free_mb,
+            "unsealed_journals": len(self._repairs) + len(self.spool.unrecovered),
+        }
+        if fault is not None:
+            out.update(fault.status(time.monotonic()))
+        return out
+
+
+def _one_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def _low_space(free: int, need: int) -> str:
+    return f"{free / MIB:.1f} MiB free on the spool's disk, {need / MIB:.1f} MiB needed"

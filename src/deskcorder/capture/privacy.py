@@ -76,6 +76,8 @@ class PrivacyComponent:
 
         try:
             self.notice_shown = show_notice(self._host.spool.root, self.policy)
+        except OSError as exc:  # the spool's disk is full or read-only: shown again next start
+            log.warning("could not note that the notice was shown: %s", exc)
         except Exception:
             log.exception("showing the notice failed")
 

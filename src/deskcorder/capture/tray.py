@@ -64,6 +64,9 @@ def icon_title(status: dict[str, Any]) -> str:
         return "deskcorder: paused until you resume"
     if state == BLOCKED:
         why = status.get("blocked") or "off"
+        storage = status.get("storage")
+        if why == "storage" and isinstance(storage, dict) and storage.get("what"):
+            return f"deskcorder: not recording: {storage['what']}; {storage.get('todo')}"
         return f"deskcorder: not recording ({why})"
     if state == EXCLUDED:
         return "deskcorder: not recording this window (excluded)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 _WHY = {
@@ -12,6 +13,7 @@ _WHY = {
     "consent": "waiting for you to accept the notice (`deskcorder consent accept`)",
     "quota": "spool full",
     "error": "a privacy check failed (fail closed)",
+    "storage": "the spool cannot be written",
 }
 
 
@@ -21,8 +23,12 @@ def _mb(n: Any) -> str:
 
 def format_status(s: dict[str, Any]) -> str:
     lines = []
+    raw_storage = s.get("storage")
+    storage: dict[str, Any] = raw_storage if isinstance(raw_storage, dict) else {}
     if s.get("recording"):
         state = "recording"
+    elif s.get("blocked") == "storage" and storage.get("what"):
+        state = f"not recording: {storage['what']}"
     elif s.get("blocked"):
         state = f"not recording: {_WHY.get(s['blocked'], s['blocked'])}"
     elif s.get("excluded"):
@@ -45,6 +51,7 @@ def format_status(s: dict[str, Any]) -> str:
         f"  spool    {_mb(s.get('spool_bytes'))} of {_mb(s.get('spool_quota_bytes'))} "
         f"at {s.get('spool')}"
     )
+    lines.extend(storage_lines(storage))
     privacy = s.get("privacy")
     if isinstance(privacy, dict):
         keys = privacy.get("keystrokes")
@@ -66,3 +73,31 @@ def format_status(s: dict[str, Any]) -> str:
     else:
         lines.append("  upload   off (policy upload.endpoint is empty)")
     return "\n".join(lines)
+
+
+def storage_lines(storage: dict[str, Any]) -> list[str]:
+    """The spool's disk: free space, and while writing fails what happened and what to do."""
+    if not storage:
+        return []
+    free = storage.get("free_mb")
+    line = "  disk     " + ("free space unknown" if free is None else f"{free:.0f} MiB free")
+    if storage.get("min_free_mb"):
+        line += f"; capture pauses below {storage['min_free_mb']} MiB (spool.min_free_mb)"
+    lines = [line]
+    if storage.get("ok") is False:
+        since = storage.get("since_unix")
+        when = (
+            datetime.fromtimestamp(since).astimezone().strftime("%H:%M:%S")
+            if isinstance(since, int | float)
+            else "?"
+        )
+        lines.append(f"  storage  {storage.get('what')} since {when}: {storage.get('todo')}")
+        lines.append(
+            f"           {storage.get('not_recorded', 0)} input event(s) not recorded so far; "
+            f"next try in {storage.get('retry_in_s', 0):.0f} s ({storage.get('error')})"
+        )
+    if storage.get("unsealed_journals"):
+        lines.append(
+            f"           {storage['unsealed_journals']} chunk(s) to seal once there is room"
+        )
+    return lines

@@ -169,6 +169,13 @@ class Spool(_Section):
     retention_days: int = Field(
         30, ge=0, description="delete unsent sealed chunks older than this; 0 = keep forever"
     )
+    min_free_mb: int = Field(
+        256,
+        ge=0,
+        le=1_048_576,
+        description="pause capture while the spool's disk has less free space than this "
+        "(MiB; resumes 10 % above it); 0 = only when writing fails",
+    )
 
 
 class Screenshots(_Section):

@@ -255,9 +255,14 @@ class ChunkWriter:
         self.durable_size = self._size
 
     def linked(self) -> bool:
-        """False once the ``.part`` was deleted under us (e.g. the spool folder removed)."""
+        """False once the ``.part`` is no longer at its path (its folder deleted or moved)."""
         assert self._fd is not None
-        return os.fstat(self._fd).st_nlink > 0
+        try:
+            there = os.stat(self.part_path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(self._fd)
+        return (there.st_ino, there.st_dev) == (mine.st_ino, mine.st_dev)
 
     def seal(self, recovered: bool = False) -> Manifest:
         """Finish the frame, fsync, re-encode (or rename) to the final name, write the manifest."""

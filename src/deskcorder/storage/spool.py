@@ -88,8 +88,8 @@ class Spool:
         self.unrecovered: list[Path] = []  # journals recover() could not seal yet
 
     # -- setup ---------------------------------------------------------------
-    def ensure(self) -> None:
-        """Create the spool folders (mode 0700). Raises a one-line error if impossible."""
+    def make_dirs(self) -> None:
+        """Create the spool folders (mode 0700) that are missing; ``OSError`` if impossible."""
         for path in (
             self.root,
             self.sessions_dir,
@@ -97,12 +97,16 @@ class Spool:
             self.rejected_dir,
             self.state_dir,
         ):
-            try:
-                path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            except OSError as exc:
-                raise DeskcorderError(
-                    f"{path}: cannot create spool folder: {exc.strerror}"
-                ) from exc
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def ensure(self) -> None:
+        """Create the spool folders and check that they are writable; one-line error if not."""
+        try:
+            self.make_dirs()
+        except OSError as exc:
+            raise DeskcorderError(
+                f"{exc.filename or self.root}: cannot create spool folder: {exc.strerror}"
+            ) from exc
         probe = self.root / f".write-test-{os.getpid()}"
         try:
             probe.write_bytes(b"ok")
