@@ -237,10 +237,12 @@ def _script_lines() -> list[list[Any]]:
     secrets = f"pay {SECRETS['card']} to {SECRETS['email']} token {SECRETS['token']}"
     focus(EDITOR)
     type_("hello " + secrets)
-    lines.append([0.01, "secure", True])
+    # text is flushed at enter, asking the probe afresh (fail closed): leave the
+    # pipeline time to get there before the field changes, even on a busy machine
+    lines.append([0.8, "secure", True])
     lines.append([0.3, "secure", True])  # the probe polls every 100 ms
     type_(SECRETS["password"])
-    lines.append([0.01, "secure", False])
+    lines.append([0.8, "secure", False])
     lines.append([0.6, "secure", False])
     for win in (VAULT, INCOGNITO):
         focus(win)
@@ -260,7 +262,7 @@ def test_cli_fake_backend_scripted_privacy(cli: Cli, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     run = cli.run(
         "run", "--backend", "fake", "--policy", str(policy), "--spool", str(spool),
-        "--duration", "3", DESKCORDER_FAKE_SCRIPT=str(script), DESKCORDER_FAKE_SPEED="2",
+        "--duration", "4", DESKCORDER_FAKE_SCRIPT=str(script), DESKCORDER_FAKE_SPEED="2",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert_absent(spool_bytes(spool), *SECRETS.values(), "Vault", "Bitwarden", "Bank")
@@ -279,7 +281,7 @@ def test_cli_fake_backend_scripted_privacy(cli: Cli, tmp_path: Path) -> None:
     spool2 = tmp_path / "spool2"
     run = cli.run(
         "run", "--backend", "fake", "--policy", str(policy), "--spool", str(spool2),
-        "--duration", "3", DESKCORDER_FAKE_SCRIPT=str(script), DESKCORDER_FAKE_SPEED="2",
+        "--duration", "4", DESKCORDER_FAKE_SCRIPT=str(script), DESKCORDER_FAKE_SPEED="2",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert_absent(spool_bytes(spool2), *SECRETS.values(), "notes.txt", "hello")
