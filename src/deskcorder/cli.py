@@ -126,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     from deskcorder.service.command import add_parser as add_service_parser
 
     add_service_parser(sub)
+
+    from deskcorder.commands.dataset import add_parser as add_dataset_parser
+
+    add_dataset_parser(sub)
     return parser
 
 

@@ -35,7 +35,8 @@ def test_every_documented_command_has_help(cli: Cli) -> None:
             if len(words) >= 2 and words[0] == "deskcorder" and not words[1].startswith("-"):
                 sub = [words[1]] + (
                     [words[2]]
-                    if words[1] in ("policy", "collector", "service", "consent", "review")
+                    if words[1]
+                    in ("policy", "collector", "service", "consent", "review", "dataset")
                     and len(words) > 2
                     and not words[2].startswith("-")
                     else []

@@ -25,6 +25,7 @@ from tests.xserver import wait_for, xserver
 POLICY = """\
 [capture]
 keystrokes = "redacted"      # the default: key kinds and shortcuts, never characters
+screenshots = true           # on click, on focus, after typing (for the dataset's observations)
 
 [identity]
 org_key = "demo-org-key-0123456789"
@@ -112,6 +113,11 @@ def main() -> int:
                 print("   " + json.dumps(json.loads(line), ensure_ascii=False))
         finally:
             collector.stop()
+        if spool_arg is not None:  # the collector's data, for `deskcorder dataset build`
+            keep = spool_arg.with_name("demo-collector")
+            subprocess.run(["rm", "-rf", str(keep)], check=True)
+            subprocess.run(["cp", "-r", str(collector.data), str(keep)], check=True)
+            print(f"== the collector's data folder is kept in {keep}")
     return 0
 
 
