@@ -172,6 +172,10 @@ class Agent:
         return self.backend.windows
 
     @property
+    def last_move_ns(self) -> int:
+        return 0 if self.pipeline is None else self.pipeline.last_move_ns
+
+    @property
     def gates(self) -> CaptureGates:
         assert self.pipeline is not None, "components start after the pipeline"
         return self.pipeline.gates
@@ -215,6 +219,7 @@ class Agent:
                 "screenshots": cap.screenshots,
             },
             "clock": {"t": t, "unix_ns": unix_ns, "utc": utc},
+            "pre_action": cap.screenshots and self.policy.screenshots.pre_action,
         }
 
     # -- lifecycle --------------------------------------------------------------------

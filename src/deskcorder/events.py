@@ -82,6 +82,8 @@ class ShotInfo:
     monitor: tuple[int, int, int, int]  # left, top, width, height of the captured area
     reason: str
     window_id: int | None = None
+    act: int | None = None  # pre_action: ``t`` (session µs) of the record the frame precedes
+    age: int | None = None  # pre_action: µs the frame was grabbed before ``act``
 
 
 # ---------------------------------------------------------------------------
@@ -295,8 +297,14 @@ class ShotRec(_Rec):
     w: int
     h: int
     mon: list[int]
-    reason: str
+    reason: str = Field(description="click, focus, typing, interval or pre_action")
     win: int | None = None
+    act: Micros | None = Field(
+        None, description="pre_action: t of the input record (the action) the frame precedes"
+    )
+    age: int | None = Field(
+        None, ge=0, description="pre_action: µs between the grab and the action's record"
+    )
 
 
 class PauseRec(_Rec):

@@ -79,6 +79,18 @@ class Host(Protocol):
         """The platform's window probe (active and visible windows)."""
 
     @property
+    def t0_ns(self) -> int:
+        """``time.monotonic_ns()`` at session time 0: a record's ``t`` is µs since then."""
+
+    @property
+    def last_move_ns(self) -> int:
+        """Monotonic ns of the latest pointer move the pipeline recorded (0: none yet).
+
+        Moves reach no observer (they are batched); components that must know
+        whether the pointer is moving read this plain int.
+        """
+
+    @property
     def gates(self) -> CaptureGates:
         """The pipeline's gates (a component must not record what they block)."""
 

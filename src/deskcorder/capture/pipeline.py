@@ -169,6 +169,7 @@ class Pipeline:
         self._excluded: str | None = None
         self._last_t = 0
         self.counts: dict[str, int] = {}
+        self.last_move_ns = 0  # monotonic ns of the latest recorded pointer move
         self.written_records = 0
         self.fatal: BaseException | None = None
         # storage faults (docs/architecture.md): the gate's state, journals to repair
@@ -607,6 +608,7 @@ class Pipeline:
         if tag == RAW_MOVE:
             if self._want_mouse and self._blocked is None and self._excluded is None:
                 self.moves.move(t, raw[2], raw[3], self._out)
+                self.last_move_ns = raw[1]  # moves reach no observer: read by pre-action frames
             return
         if tag == RAW_KEY:
             fields = self.redactor.key(raw[2], raw[3], raw[4], raw[5])
@@ -702,6 +704,9 @@ class Pipeline:
                 }
                 if shot.window_id is not None:
                     rec["win"] = shot.window_id
+                if shot.act is not None:
+                    rec["act"] = shot.act
+                    rec["age"] = shot.age
                 self._append(rec)
             return
         if tag == RAW_CONTROL:

@@ -46,6 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from deskcorder.capture.preaction import Request, Ring, RingFrame, Triggers
 from deskcorder.events import (
     K_BUTTON_DOWN,
     K_EXCLUDED,
@@ -90,6 +91,18 @@ WORKER_NICE = 10
 
 _INPUT_KINDS = frozenset({K_BUTTON_DOWN, K_KEY_DOWN, K_KEY_UP, K_TEXT, "bu", "sc", "mv", "title"})
 _TYPING_KINDS = frozenset({K_KEY_DOWN, K_TEXT})
+_PRE_INPUT = frozenset({K_BUTTON_DOWN, K_KEY_DOWN, K_KEY_UP, "sc"})
+PRE_QUEUE = 16
+"""Bound of the pre-action requests between the observer and the worker."""
+RING_LOOK_NS = 100_000_000
+"""The worker looks this often whether input started (cheap: two int reads)."""
+RING_IDLE_NS = 2_000_000_000
+"""Without input, the ring still takes a frame this often (a screen that changes while
+the person reads is current when they act) ..."""
+RING_IDLE_STOP_NS = 60_000_000_000
+"""... for this long after the last input; then it stops, and its frames are too old
+to be used."""
+PRE_ACTION = "pre_action"
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +303,33 @@ def pixel_key(frame: Frame, region: Rect, masks: list[Rect], settings: tuple[Any
     return h.digest()
 
 
+def _malloc_trim() -> Callable[[], object] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    return lambda: trim(0)
+
+
+_trim = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Give freed heap pages back to the OS (glibc ``malloc_trim``; elsewhere nothing).
+
+    After a pre-action encode the full-size RGB copy and its downscaled image
+    (about 9 MB at 1920x1080) are freed inside the heap; without a trim they
+    would stay resident (docs/performance.md, pre-action frames).
+    """
+    if _trim is not None:
+        _trim()
+
+
 def lower_thread_priority() -> None:
     """Run the calling thread at nice +10 (Linux: per thread); elsewhere do nothing.
 
@@ -331,6 +371,9 @@ class ScreenshotWorker:
         grabber_factory: Callable[[], Grabber] = MssGrabber,
         monitors: Callable[[], list[Rect]] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        t0_ns: int = 0,
+        last_move: Callable[[], int] = lambda: 0,
+        shed: Callable[[], int] = lambda: 0,
     ) -> None:
         self.cfg = cfg
         self.gates = gates
@@ -379,6 +422,29 @@ class ScreenshotWorker:
         self.blobs_written = 0
         self.bytes_written = 0
         self.last_error: str | None = None
+        # pre-action frames (docs/dataset.md): triggers on the pipeline thread, ring on ours
+        self._pre = cfg.pre_action
+        self._t0_ns = t0_ns
+        self._last_move = last_move
+        self._shed = shed
+        self._ring = Ring(cfg.pre_action_frames)
+        self._pre_triggers = Triggers(t0_ns)
+        self._pre_requests: collections.deque[Request] = collections.deque()
+        self._input_ns = 0  # latest input record observed (pipeline thread writes)
+        self._ring_period_ns = int(1e9 / cfg.pre_action_hz)
+        self._last_grab_ns = 0
+        self._ring_active = False
+        self._ring_check: tuple[WindowInfo, list[Rect]] | None = None
+        self._ring_check_ns = 0
+        self._ring_check_epoch = -1
+        self._pre_taken: collections.deque[float] = collections.deque()
+        self._pre_last: tuple[int, str, int, int] | None = None  # frame ns, sha, w, h
+        self.pre_shots = 0
+        self.pre_missed = 0
+        self.pre_refused = 0
+        self.ring_grabs = 0
+        self.ring_cpu_ns = 0  # CPU time the ring's grabs and checks took
+        self.ring_looks = 0  # times the ring was due to be considered (tests wait on it)
 
     # -- pipeline thread -------------------------------------------------------------
     def observe(self, record: dict[str, Any]) -> None:
@@ -388,6 +454,8 @@ class ScreenshotWorker:
         and cost a few attribute reads (about 0.2 us).
         """
         kind = record["k"]
+        if self._pre:
+            self._pre_observe(record, kind)
         if kind in _INPUT_KINDS:
             # input records only get past the gates while the focus is recordable
             if self._pipeline_excluded:
@@ -413,6 +481,22 @@ class ScreenshotWorker:
             self._triggers.clear()
         elif kind == K_RESUME:
             self._pipeline_paused = False
+
+    def _pre_observe(self, record: dict[str, Any], kind: str) -> None:
+        if kind in _PRE_INPUT:
+            self._input_ns = time.monotonic_ns()
+            req = self._pre_triggers.record(record, self._last_move())
+            if req is not None:
+                if len(self._pre_requests) < PRE_QUEUE:
+                    self._pre_requests.append(req)
+                    self._wake.set()
+                else:
+                    self.queue_skipped += 1
+        elif kind in (K_PAUSE, K_EXCLUDED):
+            # dropped at once: no frame of a paused, locked or excluded moment is kept
+            self._ring.drop()
+            self._pre_requests.clear()
+            self._pre_triggers.reset()
 
     def _trigger(self, trig: _Trigger) -> None:
         if self._holding:
@@ -457,6 +541,18 @@ class ScreenshotWorker:
             "refused_privacy": self.refused,
             "failed": self.failed,
             "last_error": self.last_error,
+            **(
+                {
+                    "pre_action_shots": self.pre_shots,
+                    "pre_action_missed": self.pre_missed,
+                    "pre_action_refused": self.pre_refused,
+                    "ring_frames": len(self._ring),
+                    "ring_grabs": self.ring_grabs,
+                    "ring_cpu_s": round(self.ring_cpu_ns / 1e9, 3),
+                }
+                if self._pre
+                else {}
+            ),
         }
 
     # -- worker thread ----------------------------------------------------------------
@@ -504,6 +600,146 @@ class ScreenshotWorker:
         )
 
     def _step(self, grabber: Grabber) -> float | None:
+        """Pre-action frames first (they are waited for), then at most one shot."""
+        if not self._pre:
+            return self._step_shots(grabber)
+        self._serve_pre()
+        timeout = self._step_shots(grabber)
+        ring_wait = self._ring_tick(grabber)
+        return None if timeout is None else min(timeout, ring_wait)
+
+    # -- pre-action frames ------------------------------------------------------------
+    def _ring_tick(self, grabber: Grabber) -> float:
+        """Grab a ring frame when due: at once when input starts after a rest (the screen
+        before the approach), then every period while it goes on, every 2 s when idle
+        (for up to a minute). Returns how long until the next look (at most 0.1 s)."""
+        period = self._ring_period_ns
+        now = time.monotonic_ns()
+        self.ring_looks += 1
+        if self._shed() >= 1:  # the watchdog sheds screenshots (watchdog.screenshots_allowed)
+            if len(self._ring):
+                self._ring.drop()
+            return period / 1e9
+        look = min(period, RING_LOOK_NS) / 1e9
+        idle = now - max(self._input_ns, self._last_move())
+        if idle > RING_IDLE_STOP_NS:
+            if len(self._ring):
+                self._ring.drop()
+            return look
+        active = idle <= 2 * period
+        started, self._ring_active = active and not self._ring_active, active
+        due = self._last_grab_ns + (period if active else RING_IDLE_NS)
+        if now < due and not started:  # input (re)starting after a rest: a frame now
+            return look
+        self._last_grab_ns = now
+        cpu = time.thread_time_ns()
+        try:
+            self._grab_into_ring(grabber)
+        except Exception as exc:
+            self._ring.drop()
+            error = f"{type(exc).__name__}: {exc}"
+            if error != self.last_error:
+                log.warning("pre-action frame failed: %s", error, exc_info=True)
+            self.last_error = error
+        self.ring_cpu_ns += time.thread_time_ns() - cpu
+        return look
+
+    def _grab_into_ring(self, grabber: Grabber) -> None:
+        """Grab one frame between two privacy checks that agree, or drop the ring.
+
+        While the ring runs, the check after one grab is the check before the
+        next (one probe round per frame instead of two); a check older than two
+        periods is made afresh.
+        """
+        epoch = self._ring.epoch
+        now = time.monotonic_ns()
+        before = self._ring_check
+        if (
+            before is None
+            or self._ring_check_epoch != epoch  # dropped since: pause, lock, exclusion
+            or now - self._ring_check_ns > 2 * self._ring_period_ns
+        ):
+            before = self._check()
+        self._ring_check = None
+        if before is None:  # paused, locked, excluded, unknown window or a failed check
+            self._ring.drop()
+            return
+        win, masks = before
+        region = choose_region(self.cfg.scope, self._monitors(grabber), win, None)
+        self._ring.make_room()
+        ns = time.monotonic_ns()
+        frame = grabber.grab(region)
+        after = self._check()
+        if after is None or after[0].id != win.id or sorted(after[1]) != sorted(masks):
+            self._ring.drop()  # the frame is let go here: it never leaves memory
+            return
+        self._ring_check, self._ring_check_ns = after, time.monotonic_ns()
+        self._ring_check_epoch = epoch
+        self.ring_grabs += 1
+        self._ring.add(RingFrame(ns, epoch, frame, region, tuple(masks), win.id))
+
+    def _serve_pre(self) -> None:
+        while self._pre_requests:
+            req = self._pre_requests.popleft()
+            frame = self._ring.before(req.before_ns) or self._ring.before(req.fallback_ns)
+            if frame is None:
+                self.pre_missed += 1
+                continue
+            now = self._clock()
+            while self._pre_taken and self._pre_taken[0] <= now - HOUR_S:
+                self._pre_taken.popleft()
+            if len(self._pre_taken) >= self.cfg.pre_action_per_hour:
+                self.budget_skipped += 1
+                continue
+            try:
+                self._store_pre(frame, req, now)
+            except Exception as exc:
+                self.failed += 1
+                error = f"{type(exc).__name__}: {exc}"
+                if error != self.last_error:
+                    log.warning("pre-action frame failed: %s", error, exc_info=True)
+                self.last_error = error
+
+    def _pre_allowed(self, frame: RingFrame) -> bool:
+        """Not dropped since it was grabbed, and capture is not paused or excluded now."""
+        return (
+            self._ring.valid(frame)
+            and not self._pipeline_paused
+            and not self._pipeline_excluded
+            and not self._gates_blocked()
+        )
+
+    def _store_pre(self, frame: RingFrame, req: Request, now: float) -> None:
+        cfg = self.cfg
+        if not self._pre_allowed(frame):
+            self.pre_refused += 1
+            return
+        last = self._pre_last
+        if last is not None and last[0] == frame.ns:
+            sha, w, h = last[1], last[2], last[3]  # the same frame for the next action
+        else:
+            img = downscale(to_image(frame.frame, list(frame.masks), frame.region), cfg.max_width)
+            data = encode(img, cfg.format, cfg.quality)
+            if not self._pre_allowed(frame):  # dropped while we encoded
+                self.pre_refused += 1
+                return
+            sha, written = self.store.put(data)
+            if written:
+                self.blobs_written += 1
+                self.bytes_written += len(data)
+            w, h = img.width, img.height
+            self._pre_last = (frame.ns, sha, w, h)
+            del img, data
+            release_memory()
+        self._pre_taken.append(now)
+        self.pre_shots += 1
+        age = max(0, (self._t0_ns + req.act * 1000 - frame.ns) // 1000)
+        info = ShotInfo(
+            sha, cfg.format, w, h, frame.region, PRE_ACTION, frame.window_id, req.act, age
+        )
+        self.emit((RAW_SHOT, time.monotonic_ns(), info))
+
+    def _step_shots(self, grabber: Grabber) -> float | None:
         """Do at most one shot; return how long to wait for the next trigger (None: now)."""
         cfg = self.cfg
         now = self._clock()
@@ -710,6 +946,9 @@ class ScreenshotComponent:
             emit=host.emit,
             grabber_factory=self._grabber_factory,
             monitors=self._monitors,
+            t0_ns=host.t0_ns,
+            last_move=lambda: host.last_move_ns,
+            shed=lambda: host.shed_level,
         )
         self.worker = worker
         self._observers = host.observers

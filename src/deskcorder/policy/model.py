@@ -187,10 +187,31 @@ class Screenshots(_Section):
     per_hour: int = Field(600, ge=0, description="budget per hour")
     scope: Literal["active_monitor", "all_monitors", "active_window"] = "active_monitor"
     max_width: int = Field(1280, ge=64, le=16384, description="downscale to at most this width")
-    format: Literal["webp", "jpeg"] = "webp"
+    format: Literal["webp", "jpeg", "png"] = Field(
+        "webp", description="webp or jpeg (lossy, small); png: lossless, several times larger"
+    )
     quality: int = Field(70, ge=1, le=100)
     diff_threshold: float = Field(
         0.0, ge=0, le=1, description="skip frames differing by less than this fraction of pixels"
+    )
+    pre_action: bool = Field(
+        False,
+        description="keep a small in-memory ring of raw frames while input is active and store "
+        "the last frame before each click, drag, scroll, hotkey, key or typing start "
+        "(docs/dataset.md)",
+    )
+    pre_action_hz: float = Field(
+        1.0,
+        ge=0.5,
+        le=30,
+        description="ring frames per second while input goes on (plus one when it starts); "
+        "each costs about 3-5 ms of CPU at 1920x1080 (docs/performance.md)",
+    )
+    pre_action_frames: int = Field(
+        2, ge=1, le=8, description="raw frames the ring holds (about 8 MB each at 1920x1080)"
+    )
+    pre_action_per_hour: int = Field(
+        3600, ge=0, description="budget of pre-action frames stored per hour"
     )
 
 
