@@ -18,7 +18,9 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import Any
+
+import filelock
 
 from deskcorder import __version__
 from deskcorder.capture.pipeline import Pipeline
@@ -71,41 +73,40 @@ def default_spool_dir() -> Path:
 
 
 class InstanceLock:
-    """Held for the agent's lifetime; a second agent for the same user gets AlreadyRunning."""
+    """Held for the agent's lifetime; a second agent for the same user gets AlreadyRunning.
+
+    ``agent.lock`` is held with filelock (``flock`` on POSIX, ``msvcrt.locking`` on
+    Windows; the OS releases it when the process dies); the holder's pid is
+    in ``agent.pid`` beside it, for the refusal message.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / "agent.lock"
-        self._fh: IO[str] | None = None
+        self.pid_path = directory / "agent.pid"
+        self._lock = filelock.FileLock(self.path)
 
     def acquire(self) -> None:
-        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the lifetime
         try:
-            if sys.platform != "win32":
-                import fcntl
-
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            else:  # pragma: no cover - Windows
-                import msvcrt
-
-                msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined,unused-ignore]
-        except OSError as exc:
-            fh.seek(0)
-            other = fh.read().strip() or "unknown"
-            fh.close()
+            self._lock.acquire(timeout=0)
+        except filelock.Timeout as exc:
+            try:
+                other = self.pid_path.read_text(encoding="utf-8").strip() or "unknown"
+            except OSError:
+                other = "unknown"
             raise AlreadyRunning(
                 f"deskcorder is already running for this user (pid {other}); "
                 "use `deskcorder status`, `pause` or `resume` to control it"
             ) from exc
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        self._fh = fh
+        except OSError as exc:
+            raise DeskcorderError(f"{self.path}: cannot take the instance lock: {exc}") from exc
+        tmp = self.pid_path.with_suffix(".tmp")
+        tmp.write_text(str(os.getpid()), encoding="utf-8")
+        os.replace(tmp, self.pid_path)
 
     def release(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._lock.is_locked:
+            self.pid_path.unlink(missing_ok=True)
+            self._lock.release()
 
 
 class Agent:

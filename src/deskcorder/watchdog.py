@@ -27,23 +27,22 @@ Consumers read ``host.shed_level`` (an ``int``; reading it is atomic) and use
 :func:`screenshots_allowed` and :func:`move_hz`. The watchdog applies the move
 cap to the pipeline itself (:func:`apply_move_cap`).
 
-Measurement: ``/proc/self/stat`` and ``/proc/self/statm`` on Linux; elsewhere
-``os.times()`` for CPU and, for memory, ``GetProcessMemoryInfo`` on Windows and
-the peak RSS from ``getrusage`` on macOS (an upper bound). No psutil.
+Measurement: psutil (user + system CPU time of the process, resident set
+size), the same figures on every OS.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
-import os
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+
+import psutil
 
 from deskcorder.events import K_SHED, RAW_MARK
 from deskcorder.host import Host
@@ -84,70 +83,21 @@ def describe(level: int) -> str:
 Measure = Callable[[], tuple[float, float | None]]  # (cpu seconds, rss MiB or None)
 
 
-def _linux_usage() -> tuple[float, float | None]:
-    if sys.platform == "win32":  # for the type checker: /proc and sysconf are POSIX
-        raise OSError("no /proc on Windows")
-    with open("/proc/self/stat", "rb") as fh:
-        stat = fh.read()
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14, 15)
-    with open("/proc/self/statm", "rb") as fh:
-        resident_pages = int(fh.read().split()[1])
-    return cpu, resident_pages * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
-
-
-def _windows_rss_mb() -> float | None:  # pragma: no cover - Windows only
-    import ctypes
-    from ctypes import wintypes
-
-    class Counters(ctypes.Structure):
-        _fields_ = [
-            ("cb", wintypes.DWORD),
-            ("PageFaultCount", wintypes.DWORD),
-            ("PeakWorkingSetSize", ctypes.c_size_t),
-            ("WorkingSetSize", ctypes.c_size_t),
-            ("QuotaPeakPagedPoolUsage", ctypes.c_size_t),
-            ("QuotaPagedPoolUsage", ctypes.c_size_t),
-            ("QuotaPeakNonPagedPoolUsage", ctypes.c_size_t),
-            ("QuotaNonPagedPoolUsage", ctypes.c_size_t),
-            ("PagefileUsage", ctypes.c_size_t),
-            ("PeakPagefileUsage", ctypes.c_size_t),
-        ]
-
-    counters = Counters()
-    counters.cb = ctypes.sizeof(Counters)
-    windll: Any = getattr(ctypes, "windll", None)
-    if windll is None:
-        return None
-    process = windll.kernel32.GetCurrentProcess()
-    if not windll.psapi.GetProcessMemoryInfo(process, ctypes.byref(counters), counters.cb):
-        return None
-    return float(counters.WorkingSetSize) / (1 << 20)
-
-
-def _other_usage() -> tuple[float, float | None]:  # pragma: no cover - Windows/macOS
-    times = os.times()
-    cpu = times.user + times.system
-    if sys.platform.startswith("win"):
-        return cpu, _windows_rss_mb()
-    try:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    except (ImportError, OSError):
-        return cpu, None
-    return cpu, peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
-
-
 def process_usage() -> tuple[float, float | None]:
-    """This process's CPU seconds (all threads) and resident memory in MiB."""
-    if sys.platform.startswith("linux"):
-        try:
-            return _linux_usage()
-        except (OSError, ValueError, IndexError):
-            pass
-    return _other_usage()
+    """This process's CPU seconds (all threads) and resident memory in MiB (psutil)."""
+    me = _process()
+    cpu = me.cpu_times()
+    try:
+        rss: float | None = me.memory_info().rss / (1 << 20)
+    except psutil.Error:
+        rss = None
+    return cpu.user + cpu.system, rss
+
+
+@functools.cache
+def _process() -> psutil.Process:
+    """This process, looked up once (psutil keeps its handle and caches static facts)."""
+    return psutil.Process()
 
 
 # ---------------------------------------------------------------------------

@@ -7,13 +7,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from deskcorder.capture import secure_input
 from deskcorder.capture.exclusions import is_password_manager, is_private_browsing
 from deskcorder.capture.gates import Gates
 from deskcorder.capture.schedule import WorkHours, schedule_check
 from deskcorder.capture.secure_input import SecureInputMonitor, effective_keystrokes
 from deskcorder.events import WindowInfo
 from deskcorder.identity import identities, pseudonym
+from deskcorder.platform import select_backend
+from deskcorder.platform.linux import secure_input
+from deskcorder.platform.windows import secure_input as win_secure_input
 from deskcorder.policy.model import Identity, Schedule
 from tests.core.helpers import make_policy
 
@@ -154,8 +156,8 @@ def test_full_degrades_without_probe() -> None:
 
 def test_linux_probe_needs_atspi(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(secure_input, "_atspi_module", lambda: None)
-    desc, probe = secure_input.available_probe("linux")
-    assert probe is None and "AT-SPI" in desc
+    found = select_backend("x11").secure_input()  # type: ignore[misc]
+    assert found.probe is None and "AT-SPI" in found.description
 
     class FakeAtspi:
         class Role:
@@ -163,10 +165,10 @@ def test_linux_probe_needs_atspi(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(secure_input, "_atspi_module", lambda: FakeAtspi)
     monkeypatch.setattr(secure_input, "_atspi_bus_running", lambda atspi: False)
-    assert secure_input.available_probe("linux")[1] is None
+    assert secure_input.find_probe().probe is None
     monkeypatch.setattr(secure_input, "_atspi_bus_running", lambda atspi: True)
     monkeypatch.setattr(secure_input._AtspiListener, "start", lambda self: None)
-    desc, probe = secure_input.available_probe("linux")
+    probe = secure_input.find_probe().probe
     assert probe is not None and probe() is False
 
 
@@ -203,14 +205,16 @@ def test_atspi_listener_tracks_password_role() -> None:
 def test_mac_and_windows_probes_are_selected_and_replaceable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert secure_input.available_probe("darwin")[1] is secure_input._mac_secure_event_input
-    assert secure_input.available_probe("win32")[1] is secure_input._win_secure_input
-    monkeypatch.setattr(secure_input, "_win_focused_hwnd", lambda: 5)
-    monkeypatch.setattr(secure_input, "_win_es_password", lambda hwnd: True)
-    assert secure_input._win_secure_input() is True
-    monkeypatch.setattr(secure_input, "_win_es_password", lambda hwnd: False)
-    monkeypatch.setattr(secure_input, "_win_uia_is_password", lambda: False)
-    assert secure_input._win_secure_input() is False
+    mac = select_backend("macos").secure_input()  # type: ignore[misc]
+    assert mac.probe is not None and "Secure Event Input" in mac.description
+    win = select_backend("windows").secure_input()  # type: ignore[misc]
+    assert win.probe is win_secure_input._win_secure_input
+    monkeypatch.setattr(win_secure_input, "_win_focused_hwnd", lambda: 5)
+    monkeypatch.setattr(win_secure_input, "_win_es_password", lambda hwnd: True)
+    assert win_secure_input._win_secure_input() is True
+    monkeypatch.setattr(win_secure_input, "_win_es_password", lambda hwnd: False)
+    monkeypatch.setattr(win_secure_input, "_win_uia_is_password", lambda: False)
+    assert win_secure_input._win_secure_input() is False
 
 
 def test_monitor_caches_and_fails_closed() -> None:

@@ -116,7 +116,7 @@ def test_tray_icon_visible_title_follows_state_and_click_toggles(cli: Cli, tmp_p
             return x.run("xwininfo", "-root", "-tree", check=False)
 
         wait_for(lambda: "panel" in tree(), 10, "trayer panel")
-        from deskcorder.capture.tray import x11_tray_manager_present
+        from deskcorder.platform.linux.tray import x11_tray_manager_present
 
         wait_for(lambda: x11_tray_manager_present(x.display), 10, "tray selection owner")
         env = {"DISPLAY": x.display, "PYSTRAY_BACKEND": "xorg", "DESKCORDER_FAKE_REPEAT": "100"}
@@ -149,7 +149,7 @@ def test_tray_icon_visible_title_follows_state_and_click_toggles(cli: Cli, tmp_p
 def test_doctor_and_agent_without_a_system_tray(cli: Cli, tmp_path: Path) -> None:
     import importlib.util
 
-    from deskcorder.capture.tray import x11_tray_manager_present
+    from deskcorder.platform.linux.tray import x11_tray_manager_present
 
     assert x11_tray_manager_present("") is None  # no display: unknown
     with xserver(wm=False) as x:

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from deskcorder.platform.notify import send_notification
+from deskcorder.platform.desktop import send_notification
 from deskcorder.policy.model import Policy
 
 log = logging.getLogger(__name__)

@@ -15,27 +15,22 @@ import shutil
 import time
 from typing import Any
 
-from deskcorder.capture.secure_input import (
-    Probe,
-    SecureInputMonitor,
-    available_probe,
-    effective_keystrokes,
-)
+from deskcorder.capture.secure_input import Probe, SecureInputMonitor, effective_keystrokes
 from deskcorder.events import RAW_CONTROL
 from deskcorder.host import Host
 from deskcorder.platform.base import Backend, Check
+from deskcorder.platform.desktop import has_display, tray_manager_present
 from deskcorder.policy.model import Policy
 
 log = logging.getLogger(__name__)
 
 
 def select_probe(backend: Backend) -> tuple[str, Probe | None]:
-    """The backend's own secure-input probe, else this OS's (none for the fake backend)."""
-    if backend.secure_input is not None:
-        return f"{backend.name} backend probe", backend.secure_input
-    if backend.name == "fake":
-        return "none (fake backend)", None
-    return available_probe()
+    """(what it is or why there is none, the probe) from the backend's finder."""
+    if backend.secure_input is None:
+        return f"none ({backend.name} backend)", None
+    found = backend.secure_input()
+    return found.description, found.probe
 
 
 class PrivacyComponent:
@@ -136,7 +131,7 @@ def doctor_checks(policy: Policy, backend: Backend) -> list[Check]:
         checks.append(Check("secure input", mode != "full", detail, required=False))
     else:
         checks.append(Check("secure input", True, desc, required=False))
-    display = bool(os.environ.get("DISPLAY") or os.name == "nt")
+    display = has_display()
     try:
         import importlib.util
 
@@ -158,10 +153,7 @@ def doctor_checks(policy: Policy, backend: Backend) -> list[Check]:
             Check("tray icon", False, "no display; a notification is shown instead", False)
         )
     else:
-        from deskcorder.capture.tray import x11_tray_manager_present
-
-        present = x11_tray_manager_present() if os.name == "posix" else None
-        if present is False:
+        if tray_manager_present() is False:
             checks.append(
                 Check(
                     "tray icon",

@@ -38,8 +38,6 @@ import hashlib
 import io
 import logging
 import math
-import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -64,6 +62,8 @@ from deskcorder.events import (
 )
 from deskcorder.host import CaptureGates, Host
 from deskcorder.platform.base import Emit, WindowProbe
+from deskcorder.platform.memory import release_memory
+from deskcorder.platform.threads import lower_thread_priority
 from deskcorder.policy.model import Screenshots
 from deskcorder.storage.blobs import BlobStore
 
@@ -303,48 +303,6 @@ def pixel_key(frame: Frame, region: Rect, masks: list[Rect], settings: tuple[Any
     return h.digest()
 
 
-def _malloc_trim() -> Callable[[], object] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    return lambda: trim(0)
-
-
-_trim = _malloc_trim()
-
-
-def release_memory() -> None:
-    """Give freed heap pages back to the OS (glibc ``malloc_trim``; elsewhere nothing).
-
-    After a pre-action encode the full-size RGB copy and its downscaled image
-    (about 9 MB at 1920x1080) are freed inside the heap; without a trim they
-    would stay resident (docs/performance.md, pre-action frames).
-    """
-    if _trim is not None:
-        _trim()
-
-
-def lower_thread_priority() -> None:
-    """Run the calling thread at nice +10 (Linux: per thread); elsewhere do nothing.
-
-    Screenshots are background work: the user's applications and the
-    pipeline thread come first.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), WORKER_NICE))
-    except (OSError, AttributeError):
-        log.debug("cannot lower the screenshot thread's priority", exc_info=True)
-
-
 # ---------------------------------------------------------------------------
 # The worker
 # ---------------------------------------------------------------------------
@@ -558,7 +516,7 @@ class ScreenshotWorker:
     # -- worker thread ----------------------------------------------------------------
     def _run(self) -> None:
         grabber: Grabber | None = None
-        lower_thread_priority()
+        lower_thread_priority(WORKER_NICE)  # background work: the user's apps come first
         try:
             grabber = self._grabber_factory()
             while not self._stop.is_set():

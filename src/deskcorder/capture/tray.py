@@ -7,8 +7,8 @@ captured". The icon's title (tooltip, and on X11 the tray window's
 On X11 pystray's ``xorg`` backend (used when no AppIndicator/GTK is present,
 or with ``PYSTRAY_BACKEND=xorg``) has no menu (``HAS_MENU = False``) and
 creates its tray window without ``ButtonPressMask``, so a click never reaches
-it: that is why clicking the icon did nothing. :func:`_fix_xorg_clicks` adds
-the mask, and the default menu item (left click) toggles pause/resume there.
+it: that is why clicking the icon did nothing. ``platform/linux/tray.py``
+adds the mask, and the default menu item (left click) toggles pause/resume there.
 Pause/Resume/What-is-captured are menu entries on every backend with menus.
 
 Where no tray can be shown (no display, pystray missing, no system tray),
@@ -22,13 +22,12 @@ Everything that decides what the icon shows is pure (:func:`tray_state`,
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from deskcorder.host import Host
-from deskcorder.platform.notify import send_notification
+from deskcorder.platform.desktop import has_display, send_notification, tray_manager_present
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -120,40 +119,6 @@ def captured_summary(host: Host) -> str:
     )
 
 
-def _fix_xorg_clicks(icon: Any) -> None:
-    """pystray's xorg tray window lacks ButtonPressMask: add it so clicks arrive."""
-    window = getattr(icon, "_window", None)
-    if window is None:
-        return
-    import Xlib.X
-
-    window.change_attributes(
-        event_mask=Xlib.X.ExposureMask | Xlib.X.StructureNotifyMask | Xlib.X.ButtonPressMask
-    )
-    icon._display.flush()
-
-
-def x11_tray_manager_present(display: str | None = None) -> bool | None:
-    """Whether an XEmbed system tray (``_NET_SYSTEM_TRAY_S<n>`` owner) runs; None if unknown."""
-    display = display or os.environ.get("DISPLAY")
-    if not display:
-        return None
-    try:
-        import Xlib.display
-        import Xlib.X
-
-        conn = Xlib.display.Display(display)
-    except Exception:
-        return None
-    try:
-        atom = conn.intern_atom(f"_NET_SYSTEM_TRAY_S{conn.get_default_screen()}")
-        return bool(conn.get_selection_owner(atom) != Xlib.X.NONE)
-    except Exception:
-        return None
-    finally:
-        conn.close()
-
-
 class TrayComponent:
     """Agent component: shows the icon and keeps it in step with the agent's state."""
 
@@ -209,7 +174,7 @@ class TrayComponent:
 
     def _show(self, host: Host) -> None:
         self._host = host
-        if not (os.environ.get("DISPLAY") or os.name == "nt" or _is_macos()):
+        if not has_display():
             self.reason = "no display"
             return
         try:
@@ -218,7 +183,7 @@ class TrayComponent:
             self.reason = f"pystray unavailable ({type(exc).__name__}: {exc})"
             return
         xorg = pystray.Icon.__module__.endswith("_xorg")
-        if xorg and x11_tray_manager_present() is False:
+        if xorg and tray_manager_present() is False:
             self.reason = "no system tray on this desktop"
             return
         state = self._refresh_state()
@@ -233,7 +198,9 @@ class TrayComponent:
                 "deskcorder", icon_image(state), self.title or "deskcorder", menu
             )
             if xorg:
-                _fix_xorg_clicks(self.icon)
+                from deskcorder.platform.linux.tray import fix_xorg_clicks
+
+                fix_xorg_clicks(self.icon)
             # our own daemon thread (run_detached's is not a daemon and would keep the
             # process alive after the agent stopped); macOS needs the main thread and
             # is not supported by this component yet
@@ -295,9 +262,3 @@ def _action(fn: Callable[[], object]) -> Callable[[], None]:
         fn()
 
     return run
-
-
-def _is_macos() -> bool:
-    import sys
-
-    return sys.platform == "darwin"

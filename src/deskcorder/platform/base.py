@@ -4,13 +4,20 @@ A backend provides three parts. Each is started and stopped by the agent;
 none does OS work at import time. All of them deliver *raw events* (see
 ``deskcorder.events``) through an :data:`Emit` callable, which is the bounded
 queue's non-blocking put: it never blocks and never raises.
+
+Beside the parts, a backend offers *probes* that answer a question about the
+desktop on demand (today: is the focused field a password field?). Each is a
+finder on the :class:`Backend`: a function, called when the agent is built
+(and by ``doctor``), that may do OS work and returns :class:`Found`: the
+probe and what it is, or why there is none. A new kind of probe is one more
+finder field here and one function in each OS's module.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from deskcorder.events import WindowInfo
 
@@ -58,6 +65,22 @@ class SessionStateProbe(Protocol):
         """Whether lock state can be known at all on this system."""
 
 
+SecureProbe = Callable[[], bool | None]
+"""Is the focused field a password field now? True, False, or None (unknown: fail closed).
+
+Called from a monitor thread about ten times a second; may raise (counted as unknown)."""
+
+P = TypeVar("P")
+
+
+@dataclass(frozen=True)
+class Found(Generic[P]):
+    """What a probe finder found: ``probe`` and what it is, or (``probe`` None) why not."""
+
+    description: str
+    probe: P | None = None
+
+
 @dataclass
 class Check:
     """One line of ``deskcorder doctor``."""
@@ -70,7 +93,11 @@ class Check:
 
 @dataclass
 class Backend:
-    """The parts one platform provides. ``secure_input`` may be None (no probe)."""
+    """The parts and probe finders one platform provides.
+
+    ``secure_input`` finds the secure-input probe; None means the backend has
+    no such probe at all (``keystrokes = "full"`` then degrades to redacted).
+    """
 
     name: str
     input: InputSource
@@ -79,5 +106,29 @@ class Backend:
     keyboard_layout: Callable[[], str | None] = lambda: None
     screens: Callable[[], list[tuple[int, int, int, int]]] = lambda: []
     doctor: Callable[[], list[Check]] = lambda: []
-    secure_input: Callable[[], bool | None] | None = None
+    secure_input: Callable[[], Found[SecureProbe]] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+# -- the control channel's transport (platform/channel.py) ---------------------------
+
+MAX_MESSAGE = 1 << 20
+"""Longest control channel message (``platform/channel.py``)."""
+
+
+class Endpoint(Protocol):
+    """The control channel's agent side: serves a ChannelServer on its own thread."""
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float) -> None: ...
+
+
+class ChannelServer(Protocol):
+    """What an Endpoint serves: reply lines for request lines (without the newlines)."""
+
+    def serve(self, line: bytes) -> bytes:
+        """The reply to one request line; never raises."""
+
+    def refuse(self, reason: str) -> bytes:
+        """The reply when a request could not be read (cut off, too large ...)."""

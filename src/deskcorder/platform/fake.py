@@ -37,7 +37,7 @@ from deskcorder.events import (
     RAW_TITLE,
     WindowInfo,
 )
-from deskcorder.platform.base import Backend, Check, Emit
+from deskcorder.platform.base import Backend, Check, Emit, Found
 
 Step = tuple[float, tuple[Any, ...]]  # (delay seconds before, raw event without the time)
 
@@ -279,6 +279,6 @@ def create_backend(
         keyboard_layout=lambda: "us",
         screens=lambda: [(0, 0, 1920, 1080)],
         doctor=doctor,
-        secure_input=lambda: player.secure,
+        secure_input=lambda: Found("fake backend probe", lambda: player.secure),
         extras={"player": player},
     )

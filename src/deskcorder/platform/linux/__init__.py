@@ -1,4 +1,5 @@
-"""The Linux/X11 backend: pynput RECORD hooks, EWMH window context, logind lock state.
+"""The Linux/X11 backend: pynput RECORD hooks, EWMH window context, logind lock state,
+AT-SPI secure input.
 
 Nothing here touches the display until the agent starts a part.
 """
@@ -10,6 +11,7 @@ from typing import Any
 from deskcorder.platform.base import Backend
 from deskcorder.platform.linux.doctor import doctor_checks, keyboard_layout, screens
 from deskcorder.platform.linux.input import X11Input
+from deskcorder.platform.linux.secure_input import find_probe as find_secure_input
 from deskcorder.platform.linux.session import LogindSessionProbe
 from deskcorder.platform.linux.window import X11WindowProbe
 
@@ -26,4 +28,5 @@ def create_backend(display: str | None = None, **options: Any) -> Backend:
         keyboard_layout=lambda: keyboard_layout(display),
         screens=lambda: screens(display),
         doctor=lambda: doctor_checks(display),
+        secure_input=find_secure_input,
     )

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from deskcorder.events import RAW_FOCUS, RAW_SESSION, RAW_TITLE, WindowInfo
-from deskcorder.platform.base import Backend, Check, Emit
+from deskcorder.platform.base import Backend, Check, Emit, Found
 from deskcorder.platform.macos import api as macapi
 from deskcorder.platform.pynput_input import PynputInput
 
@@ -243,5 +243,5 @@ def create_backend(**options: Any) -> Backend:
         windows=MacWindowProbe(),
         session=MacSessionProbe(),
         doctor=doctor_checks,
-        secure_input=secure_input(),
+        secure_input=lambda: Found("macOS Secure Event Input", secure_input()),
     )

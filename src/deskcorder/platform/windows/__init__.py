@@ -17,6 +17,7 @@ from deskcorder.events import RAW_FOCUS, RAW_SESSION, RAW_TITLE, WindowInfo
 from deskcorder.platform.base import Backend, Check, Emit
 from deskcorder.platform.pynput_input import PynputInput
 from deskcorder.platform.windows import win32
+from deskcorder.platform.windows.secure_input import find_probe as find_secure_input
 
 log = logging.getLogger(__name__)
 
@@ -240,4 +241,5 @@ def create_backend(**options: Any) -> Backend:
         windows=WindowsWindowProbe(),
         session=WtsSessionProbe(),
         doctor=doctor_checks,
+        secure_input=find_secure_input,
     )
