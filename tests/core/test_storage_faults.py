@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from deskcorder.errors import DeskcorderError
+from deskcorder.platform.disk import free_bytes, is_read_only
 from deskcorder.storage import chunk as chunk_mod
 from deskcorder.storage.chunk import ChunkWriter, chunk_name, part_name, read_chunk
-from deskcorder.storage.faults import Backoff, classify, describe, free_bytes, is_read_only
+from deskcorder.storage.faults import Backoff, classify, describe
 from deskcorder.storage.spool import SessionWriter, Spool
 from tests.fs import ext4, fill, require_mount, tmpfs
 

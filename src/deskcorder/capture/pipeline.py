@@ -48,9 +48,10 @@ from deskcorder.events import (
     WindowInfo,
     event_count,
 )
+from deskcorder.platform.disk import free_bytes, is_read_only
 from deskcorder.policy.model import Policy
 from deskcorder.storage.chunk import Manifest
-from deskcorder.storage.faults import StorageFault, classify, free_bytes, is_read_only
+from deskcorder.storage.faults import StorageFault, classify
 from deskcorder.storage.spool import Abandoned, SessionWriter, Spool
 
 log = logging.getLogger(__name__)

@@ -45,7 +45,8 @@ def run_doctor(
 
 def _spool_checks(spool_dir: Path, policy: Policy | None) -> list[Check]:
     """Writable spool, free space against ``spool.min_free_mb``, a running agent's storage gate."""
-    from deskcorder.storage.faults import classify, describe, free_bytes
+    from deskcorder.platform.disk import free_bytes
+    from deskcorder.storage.faults import classify, describe
     from deskcorder.storage.spool import Spool
 
     checks: list[Check] = []

@@ -3,18 +3,14 @@
 The pipeline never dies of a write error (docs/architecture.md, "Storage
 faults"). It classifies the ``OSError`` here into a **cause**, enters the
 ``storage`` gate, and retries with :class:`Backoff` until writing works again.
-Everything here is pure except :func:`free_bytes` and :func:`is_read_only`,
-which ask the file system about the spool's disk.
+Everything here is pure; what the file system says about the spool's disk
+(free space, read-only) is asked in ``deskcorder.platform.disk``.
 """
 
 from __future__ import annotations
 
 import errno
-import os
-import shutil
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 #: cause -> (what happened, what to do). The cause is written into the ``gap``
 #: record; both texts are shown by ``deskcorder status``, the tray and ``doctor``.
@@ -84,41 +80,6 @@ def classify(exc: BaseException) -> tuple[str, str | None]:
 def describe(cause: str) -> tuple[str, str]:
     """``(what happened, what to do)`` for a cause (unknown causes get the generic text)."""
     return CAUSES.get(cause, CAUSES["write_error"])
-
-
-def _existing(path: Path) -> Path | None:
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            return candidate
-    return None
-
-
-def free_bytes(path: Path) -> int | None:
-    """Bytes an unprivileged writer may still use on the disk holding ``path``.
-
-    ``path`` need not exist (the nearest existing parent is asked); None when
-    nothing can be asked.
-    """
-    existing = _existing(Path(path))
-    if existing is None:
-        return None
-    try:
-        return shutil.disk_usage(existing).free
-    except OSError:
-        return None
-
-
-def is_read_only(path: Path) -> bool:
-    """True when the file system holding ``path`` is mounted read-only (POSIX)."""
-    if sys.platform == "win32":
-        return False
-    existing = _existing(Path(path))
-    if existing is None:
-        return False
-    try:
-        return bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
 
 
 @dataclass
