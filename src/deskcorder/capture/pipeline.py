@@ -7,6 +7,7 @@ needs locks. Sources (hooks) only call :meth:`EventQueue.put_nowait`.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import errno
 import logging
 import threading
@@ -57,6 +58,7 @@ from deskcorder.storage.spool import Abandoned, SessionWriter, Spool
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
+Raw = tuple[Any, ...]
 
 
 MIB = 1024 * 1024
@@ -183,6 +185,18 @@ class Pipeline:
         self._want_keys = policy.capture.keyboard and self.keystrokes != "off"
         self._want_window = policy.capture.window
         self._want_shots = policy.capture.screenshots
+        self._handlers: dict[int, Callable[[Raw, int], None]] = {
+            RAW_MOVE: self._on_move,
+            RAW_KEY: self._on_key,
+            RAW_BUTTON: self._on_button,
+            RAW_SCROLL: self._on_scroll,
+            RAW_FOCUS: self._on_focus,
+            RAW_TITLE: self._on_title,
+            RAW_SESSION: self._on_session,
+            RAW_SHOT: self._on_shot,
+            RAW_CONTROL: self._on_control,
+            RAW_MARK: self._on_mark,
+        }
 
     # -- lifecycle --------------------------------------------------------------
     @property
@@ -235,12 +249,14 @@ class Pipeline:
         while True:
             stopping = self._stop.is_set()
             n = 0
-            process = self._process
+            # one raw event: stamp it and hand it to its kind's handler (looked up once
+            # per event in a table of bound methods: no more calls than an if-chain)
+            handlers, unknown, stamp = self._handlers, self._on_unknown, self._stamp
             while q and n < 65536:
-                item = q.popleft()
+                raw = q.popleft()
                 if self.storage is not None:
-                    self._note_unrecorded(item)
-                process(item)
+                    self._note_unrecorded(raw)
+                handlers.get(raw[0], unknown)(raw, stamp(raw[1]))
                 n += 1
                 if self._event_time_flush and self._last_t >= next_flush_t:
                     self._flush()
@@ -603,123 +619,110 @@ class Pipeline:
                 except Exception:
                     log.exception("pipeline observer failed")
 
-    def _process(self, raw: tuple[Any, ...]) -> None:
-        tag = raw[0]
-        t = self._stamp(raw[1])
-        if tag == RAW_MOVE:
-            if self._want_mouse and self._blocked is None and self._excluded is None:
-                self.moves.move(t, raw[2], raw[3], self._out)
-                self.last_move_ns = raw[1]  # moves reach no observer: read by pre-action frames
+    # One handler per raw event kind: ``(raw, t)`` with ``t`` the stamped session time.
+    def _on_move(self, raw: Raw, t: int) -> None:
+        if self._want_mouse and self._blocked is None and self._excluded is None:
+            self.moves.move(t, raw[2], raw[3], self._out)
+            self.last_move_ns = raw[1]  # moves reach no observer: read by pre-action frames
+
+    def _on_key(self, raw: Raw, t: int) -> None:
+        fields = self.redactor.key(raw[2], raw[3], raw[4], raw[5])
+        if fields is None or not self._want_keys or self._recording_blocked():
             return
-        if tag == RAW_KEY:
-            fields = self.redactor.key(raw[2], raw[3], raw[4], raw[5])
-            if fields is None or not self._want_keys or self._recording_blocked():
-                return
-            record: Record = {"k": K_KEY_DOWN if raw[2] else K_KEY_UP, "t": t}
-            record.update(fields)
-            self.moves.before_discrete(self._out)
-            for filtered in self.key_filter.key(record, self._window):
-                self._append(filtered)
+        record: Record = {"k": K_KEY_DOWN if raw[2] else K_KEY_UP, "t": t}
+        record.update(fields)
+        self.moves.before_discrete(self._out)
+        for filtered in self.key_filter.key(record, self._window):
+            self._append(filtered)
+
+    def _on_button(self, raw: Raw, t: int) -> None:
+        if not self._want_mouse or self._recording_blocked():
             return
-        if tag == RAW_BUTTON:
-            if not self._want_mouse or self._recording_blocked():
-                return
-            self.moves.before_discrete(self._out)
-            self._append(
-                {
-                    "k": K_BUTTON_DOWN if raw[5] else K_BUTTON_UP,
-                    "t": t,
-                    "x": raw[2],
-                    "y": raw[3],
-                    "b": raw[4],
-                }
-            )
-            self.moves.after_pointer_event()
+        self.moves.before_discrete(self._out)
+        self._append(
+            {
+                "k": K_BUTTON_DOWN if raw[5] else K_BUTTON_UP,
+                "t": t,
+                "x": raw[2],
+                "y": raw[3],
+                "b": raw[4],
+            }
+        )
+        self.moves.after_pointer_event()
+
+    def _on_scroll(self, raw: Raw, t: int) -> None:
+        if not self._want_mouse or self._recording_blocked():
             return
-        if tag == RAW_SCROLL:
-            if not self._want_mouse or self._recording_blocked():
-                return
-            self.moves.before_discrete(self._out)
-            self._append(
-                {"k": K_SCROLL, "t": t, "x": raw[2], "y": raw[3], "dx": raw[4], "dy": raw[5]}
-            )
-            self.moves.after_pointer_event()
+        self.moves.before_discrete(self._out)
+        self._append({"k": K_SCROLL, "t": t, "x": raw[2], "y": raw[3], "dx": raw[4], "dy": raw[5]})
+        self.moves.after_pointer_event()
+
+    def _on_focus(self, raw: Raw, t: int) -> None:
+        self._flush_text(t)
+        self._window = raw[2]
+        self._window_known = True
+        self._excluded = self.gates.window_rule(self._window)
+        if self._blocked is None:
+            self._write_window(t)
+
+    def _on_title(self, raw: Raw, t: int) -> None:
+        win = self._window
+        if win is None or win.id != raw[2] or win.title == raw[3]:
             return
-        if tag == RAW_FOCUS:
-            self._flush_text(t)
-            self._window = raw[2]
-            self._window_known = True
-            self._excluded = self.gates.window_rule(self._window)
-            if self._blocked is None:
-                self._write_window(t)
+        self._window = dataclasses.replace(win, title=raw[3])
+        was = self._excluded
+        self._excluded = self.gates.window_rule(self._window)
+        if self._blocked is not None:
             return
-        if tag == RAW_TITLE:
-            win = self._window
-            if win is None or win.id != raw[2] or win.title == raw[3]:
-                return
-            self._window = WindowInfo(
-                id=win.id,
-                title=raw[3],
-                app=win.app,
-                pid=win.pid,
-                process=win.process,
-                exe=win.exe,
-                x=win.x,
-                y=win.y,
-                width=win.width,
-                height=win.height,
-            )
-            was = self._excluded
-            self._excluded = self.gates.window_rule(self._window)
-            if self._blocked is not None:
-                return
-            if self._excluded is None and was is None:
-                if self._want_window:
-                    self.moves.before_discrete(self._out)
-                    self._append(
-                        {"k": K_TITLE, "t": t, "id": win.id, "title": self.scrub_title(raw[3])}
-                    )
-            elif self._excluded != was:
-                self._write_window(t)
-            return
-        if tag == RAW_SESSION:
-            if raw[2] is not None:
-                self.gates.locked = bool(raw[2])
-            if raw[3] is not None:
-                self.gates.inactive = not raw[3]
-            self._update_blocked(t)
-            return
-        if tag == RAW_SHOT:
-            shot: ShotInfo = raw[2]
-            if self._want_shots and not self._recording_blocked():
+        if self._excluded is None and was is None:
+            if self._want_window:
                 self.moves.before_discrete(self._out)
-                rec: Record = {
-                    "k": K_SHOT,
-                    "t": t,
-                    "sha256": shot.sha256,
-                    "fmt": shot.fmt,
-                    "w": shot.width,
-                    "h": shot.height,
-                    "mon": list(shot.monitor),
-                    "reason": shot.reason,
-                }
-                if shot.window_id is not None:
-                    rec["win"] = shot.window_id
-                if shot.act is not None:
-                    rec["act"] = shot.act
-                    rec["age"] = shot.age
-                self._append(rec)
+                self._append(
+                    {"k": K_TITLE, "t": t, "id": win.id, "title": self.scrub_title(raw[3])}
+                )
+        elif self._excluded != was:
+            self._write_window(t)
+
+    def _on_session(self, raw: Raw, t: int) -> None:
+        if raw[2] is not None:
+            self.gates.locked = bool(raw[2])
+        if raw[3] is not None:
+            self.gates.inactive = not raw[3]
+        self._update_blocked(t)
+
+    def _on_shot(self, raw: Raw, t: int) -> None:
+        shot: ShotInfo = raw[2]
+        if not self._want_shots or self._recording_blocked():
             return
-        if tag == RAW_CONTROL:
-            self._control(t, raw[2], raw[3])
-            return
-        if tag == RAW_MARK:
-            self.moves.before_discrete(self._out)
-            mark: Record = {"k": raw[2], "t": t}
-            mark.update(raw[3])
-            self._append(mark)
-            return
-        log.debug("ignoring unknown raw event tag %r", tag)
+        self.moves.before_discrete(self._out)
+        rec: Record = {
+            "k": K_SHOT,
+            "t": t,
+            "sha256": shot.sha256,
+            "fmt": shot.fmt,
+            "w": shot.width,
+            "h": shot.height,
+            "mon": list(shot.monitor),
+            "reason": shot.reason,
+        }
+        if shot.window_id is not None:
+            rec["win"] = shot.window_id
+        if shot.act is not None:
+            rec["act"] = shot.act
+            rec["age"] = shot.age
+        self._append(rec)
+
+    def _on_control(self, raw: Raw, t: int) -> None:
+        self._control(t, raw[2], raw[3])
+
+    def _on_mark(self, raw: Raw, t: int) -> None:
+        self.moves.before_discrete(self._out)
+        mark: Record = {"k": raw[2], "t": t}
+        mark.update(raw[3])
+        self._append(mark)
+
+    def _on_unknown(self, raw: Raw, t: int) -> None:
+        log.debug("ignoring unknown raw event tag %r", raw[0])
 
     def _recording_blocked(self) -> bool:
         return self._blocked is not None or self._excluded is not None

@@ -95,15 +95,15 @@ def check_record(display: str) -> None:
 
 def _make_listener_classes(emit: Emit) -> tuple[type[Any], type[Any]]:
     """Build the two listener classes bound to ``emit`` (imports pynput)."""
-    from pynput._util.xorg import numlock_mask, shift_to_index
     from pynput.keyboard._xorg import Listener as KeyboardListener
     from pynput.mouse._xorg import Listener as MouseListener
-    from Xlib import X
 
-    button_press = X.ButtonPress
-    button_release = X.ButtonRelease
-    key_press = X.KeyPress
-    scroll_buttons = SCROLL_BUTTONS
+    live = _live_mixin(emit)
+    return _mouse_hook(emit, live, MouseListener), _keyboard_hook(emit, live, KeyboardListener)
+
+
+def _live_mixin(emit: Emit) -> type[Any]:
+    """What both hooks share: going live on StartOfData, and one gap when they die."""
     monotonic_ns = time.monotonic_ns
     lost: list[bool] = []  # one gap record when the hooks die on their own
 
@@ -141,7 +141,19 @@ def _make_listener_classes(emit: Emit) -> tuple[type[Any], type[Any]]:
                 self.live.set()
             return super()._handler(events)  # type: ignore[misc]
 
-    class MouseHook(LiveMixin, MouseListener):  # type: ignore[misc]
+    return LiveMixin
+
+
+def _mouse_hook(emit: Emit, live: type[Any], listener: type[Any]) -> type[Any]:
+    """The mouse listener: one tuple per move, click or scroll step, nothing else."""
+    from Xlib import X
+
+    button_press = X.ButtonPress
+    button_release = X.ButtonRelease
+    scroll_buttons = SCROLL_BUTTONS
+    monotonic_ns = time.monotonic_ns
+
+    class MouseHook(live, listener):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.live = threading.Event()
@@ -172,7 +184,18 @@ def _make_listener_classes(emit: Emit) -> tuple[type[Any], type[Any]]:
             else:
                 emit((RAW_MOVE, t, event.root_x, event.root_y))
 
-    class KeyboardHook(LiveMixin, KeyboardListener):  # type: ignore[misc]
+    return MouseHook
+
+
+def _keyboard_hook(emit: Emit, live: type[Any], listener: type[Any]) -> type[Any]:
+    """The keyboard listener: key identity memoised per (keycode, modifiers)."""
+    from pynput._util.xorg import numlock_mask, shift_to_index
+    from Xlib import X
+
+    key_press = X.KeyPress
+    monotonic_ns = time.monotonic_ns
+
+    class KeyboardHook(live, listener):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.live = threading.Event()
@@ -212,7 +235,7 @@ def _make_listener_classes(emit: Emit) -> tuple[type[Any], type[Any]]:
                 ident = down if down is not None else self._identity(display, event)
             emit((RAW_KEY, t, event.type == key_press, ident[0], ident[1], ident[2]))
 
-    return MouseHook, KeyboardHook
+    return KeyboardHook
 
 
 def _not_live(listener: Any) -> str:
