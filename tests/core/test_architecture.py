@@ -203,3 +203,29 @@ def test_the_checker_reports_each_planted_violation(tmp_path: Path) -> None:
         "deskcorder/capture/shots.py:8: OS library ctypes.util outside platform/",
         "deskcorder/capture/shots.py:6: sys.platform outside platform/",
     ], "\n".join(found)
+
+
+def layout_names(text: str, heading: str) -> set[str]:
+    """Top-level names in the ``src/deskcorder/`` block under ``heading``."""
+    block = text.split(heading, 1)[1].split("```", 2)[1]
+    lines = block.splitlines()
+    start = lines.index("src/deskcorder/")
+    return {
+        line.split()[0].rstrip("/")
+        for line in lines[start + 1 :]
+        if line.startswith("  ") and not line.startswith("   ") and line.strip()
+    }
+
+
+def test_the_documented_layouts_match_the_tree() -> None:
+    pkg = SRC / "deskcorder"
+    skip = {"__init__.py", "__main__.py", "py.typed", "__pycache__"}
+    tree = {p.name.removesuffix(".py") if p.suffix == ".py" else p.name for p in pkg.iterdir()}
+    tree = {n for n in tree if n not in {s.removesuffix(".py") for s in skip}}
+    tree = {n for n in tree if not n.endswith(".so") and not n.startswith(".")}
+    for doc, heading in (
+        ("README.md", "## Source layout"),
+        ("docs/architecture.md", "## Package layout and dependency rules"),
+    ):
+        named = {n.removesuffix(".py") for n in layout_names((ROOT / doc).read_text(), heading)}
+        assert named == tree, f"{doc}: missing {sorted(tree - named)}, stale {sorted(named - tree)}"
