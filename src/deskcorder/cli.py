@@ -107,7 +107,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-decompressed-mb", type=float, default=512.0, help="largest chunk once decompressed"
     )
     cs.add_argument("--access-log", action="store_true", help="log every request")
+    cs.add_argument(
+        "--pseudonym-key-file", metavar="F", type=Path, help="key the pseudonyms are derived with"
+    )
+    cs.add_argument("--allow-named", action="store_true", help="accept identity.mode = named")
+    cs.add_argument("--tls-cert", metavar="F", type=Path, help="serve HTTPS with this PEM cert")
+    cs.add_argument("--tls-key", metavar="F", type=Path, help="the certificate's PEM key")
+    cs.add_argument(
+        "--trusted-proxy", metavar="IPS", help="proxies whose X-Forwarded-For is believed"
+    )
+    cs.add_argument("--token-ttl-s", type=float, default=3600.0, help="device token lifetime")
+    cs.add_argument(
+        "--enroll-per-minute", type=float, default=60.0, help="enroll/auth requests per address"
+    )
+    cs.add_argument(
+        "--device-writes-per-s", type=float, default=50.0, help="writes per device (0 = no limit)"
+    )
     cs.set_defaults(func=cmd_collector_serve)
+    cp = csub.add_parser("person", help="every pseudonym of a login (data-subject requests)")
+    cp.add_argument("login", help="the person's login name")
+    cp.add_argument("--url", default="http://127.0.0.1:8787", help="the collector's URL")
+    cp.add_argument("--admin-token-file", metavar="F", type=Path, required=True)
+    cp.add_argument("--ca-bundle", metavar="F", help="CA bundle for an https:// URL")
+    cp.add_argument("--json", action="store_true", help="machine-readable output")
+    act = cp.add_mutually_exclusive_group()
+    act.add_argument("--export", metavar="FILE", type=Path, help="write all their data (JSONL)")
+    act.add_argument("--erase", action="store_true", help="erase all their data")
+    cp.set_defaults(func=cmd_collector_person)
 
     p = sub.add_parser("consent", help="show, accept or withdraw the recording notice")
     p.add_argument("action", choices=["show", "accept", "withdraw"])
@@ -256,11 +282,23 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_collector_serve(args: argparse.Namespace) -> int:
+    from deskcorder.collector.app import Security
     from deskcorder.collector.base import Limits
-    from deskcorder.collector.server import read_secret, serve
+    from deskcorder.collector.server import read_secret, serve, tls_files
 
     if args.max_chunk_mb <= 0 or args.max_decompressed_mb <= 0:
         raise UsageError("--max-chunk-mb and --max-decompressed-mb must be positive")
+    if args.token_ttl_s < 60 or args.enroll_per_minute < 0 or args.device_writes_per_s < 0:
+        raise UsageError("--token-ttl-s must be >= 60; the rates must be >= 0")
+    key = read_secret(args.pseudonym_key_file, "pseudonym key")
+    security = Security(
+        pseudonym_key=key.encode() if key is not None else None,
+        allow_named=args.allow_named,
+        token_ttl_s=args.token_ttl_s,
+        enroll_per_minute=args.enroll_per_minute,
+        writes_per_s=args.device_writes_per_s,
+        write_burst=max(1.0, args.device_writes_per_s * 10),
+    )
     return serve(
         args.data,
         args.host,
@@ -272,7 +310,22 @@ def cmd_collector_serve(args: argparse.Namespace) -> int:
             max_decompressed_bytes=int(args.max_decompressed_mb * 1024 * 1024),
         ),
         access_log=args.access_log,
+        security=security,
+        tls=tls_files(args.tls_cert, args.tls_key),
+        trusted_proxies=args.trusted_proxy,
     )
+
+
+def cmd_collector_person(args: argparse.Namespace) -> int:
+    from deskcorder.collector.admin import person_command
+    from deskcorder.collector.server import read_secret
+
+    token = read_secret(args.admin_token_file, "admin token")
+    assert token is not None
+    return person_command(
+        args.url, token, args.login, ca_bundle=args.ca_bundle, as_json=args.json,
+        export=args.export, erase=args.erase, out=sys.stdout,
+    )  # fmt: skip
 
 
 def cmd_consent(args: argparse.Namespace) -> int:

@@ -1,8 +1,12 @@
 """The collector's HTTP API (Starlette). docs/collector-openapi.yaml is its contract.
 
-Every route but ``/healthz`` needs a bearer token: the org enroll secret for
-``/v1/enroll``, a device token for device routes, the admin token for
-``/v1/admin/*`` and ``/metrics``.
+Every route but ``/healthz`` and ``/v1/auth/*`` needs a bearer token: the org
+enroll secret (plus the device key's signature) for ``/v1/enroll``, a
+short-lived device token for device routes, an admin token (the file's, or a
+named one) for ``/v1/admin/*`` and ``/metrics``. ``/v1/auth/challenge`` and
+``/v1/auth/token`` are how an enrolled device proves it holds its key
+(docs/security.md); they and ``/v1/enroll`` are rate-limited per client
+address, device writes per device.
 
 The chunk PUT, nearly all of a collector's traffic, is answered by a plain
 ASGI handler in front of Starlette (``CollectorApp``): Starlette's middleware,
@@ -20,6 +24,7 @@ import re
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +35,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from .base import Body, Limits, Rejected
+from deskcorder.devicekey import b64decode, device_id, signed_message, verify
+
+from .base import Body, DeviceAuth, Enrollment, Limits, Rejected, revoked_error
+from .identities import Challenges, RateLimiter, derive, person_of, retry_after
 from .store import Store
 from .validate import (
     LINE_SCANNER,
@@ -48,6 +56,27 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+def _rejected(exc: Rejected) -> JSONResponse:
+    return JSONResponse(exc.payload(), status_code=exc.status, headers=exc.headers or None)
+
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+PERSON_RE = re.compile(r"^p-[0-9a-f]{32}$")
+ROOT_ADMIN = "admin:root"
+
+
+@dataclass(frozen=True)
+class Security:
+    """The collector's identity settings (``collector serve`` options)."""
+
+    pseudonym_key: bytes | None = None  # None: pseudonymous enrollments are refused
+    allow_named: bool = False  # accept agents whose policy says identity.mode = "named"
+    token_ttl_s: float = 3600.0
+    enroll_per_minute: float = 60.0  # per client address, for /v1/enroll and /v1/auth/*
+    writes_per_s: float = 50.0  # per device, for chunk and blob PUTs, receipts, erasure
+    write_burst: float = 500.0
 
 
 class Metrics:
@@ -113,24 +142,52 @@ class Collector:
         *,
         admin_token: str | None = None,
         enroll_secret: str | None = None,
+        security: Security | None = None,
     ) -> None:
         self.store = store
         self.limits: Limits = store.limits
         self.admin_token = admin_token or None
         self.enroll_secret = enroll_secret or None
+        self.security = security or Security()
         self.metrics = Metrics()
+        self.challenges = Challenges(store.challenge_key())
+        per_minute = self.security.enroll_per_minute
+        self.enroll_limit = RateLimiter(per_minute / 60.0, per_minute)
+        self.write_limit = RateLimiter(self.security.writes_per_s, self.security.write_burst)
 
     # -- helpers -----------------------------------------------------------------------
-    def _device(self, request: Request) -> str | None:
-        return self._device_for(request.headers.get("authorization", ""))
+    def _device(self, request: Request) -> DeviceAuth | None:
+        """The device of the request's token, checked in the index now (no cache)."""
+        token = _bearer(request)
+        return self.store.auth(token) if token else None
 
-    def _device_for(self, authorization: str) -> str | None:
+    def _device_for(self, authorization: str) -> DeviceAuth | None:
+        """The same for the chunk PUT: may answer from the token cache (see Store.auth)."""
         token = _bearer_token(authorization)
-        return self.store.device_for_token(token) if token else None
+        return self.store.auth(token, cached=True) if token else None
 
     def _is_admin(self, request: Request) -> bool:
+        return self._admin_actor(request) is not None
+
+    def _admin_actor(self, request: Request) -> str | None:
         token = _bearer(request)
-        return bool(token and self.admin_token and _same(token, self.admin_token))
+        if not token:
+            return None
+        if self.admin_token and _same(token, self.admin_token):
+            return ROOT_ADMIN
+        return self.store.admin_actor(token)
+
+    def _limit(self, limiter: RateLimiter, key: str) -> None:
+        wait = limiter.take(key)
+        if wait > 0:
+            raise Rejected(
+                429, "too many requests; retry later", "rate_limited",
+                {"Retry-After": retry_after(wait)},
+            )  # fmt: skip
+
+    def _limit_client(self, request: Request) -> None:
+        client = request.client.host if request.client else "?"
+        self._limit(self.enroll_limit, client)
 
     async def _receive(self, request: Request, limit: int) -> tuple[Body, str]:
         """Read the body, bounded by ``limit``; returns it and its sha256."""
@@ -177,16 +234,154 @@ class Collector:
         text = self.metrics.render(self.store)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
+    # -- enrollment and proof of possession -------------------------------------------
+    async def challenge(self, request: Request) -> Response:
+        """``POST /v1/auth/challenge``: a nonce to sign (valid for two minutes)."""
+        self._limit_client(request)
+        return JSONResponse(
+            {"challenge": self.challenges.issue(), "expires_in": self.challenges.ttl_s}
+        )
+
+    def _signed(self, raw: Any, purpose: str, public_key: bytes) -> tuple[str, int]:
+        """Check a body's challenge and signature; returns (device, challenge issue time)."""
+        challenge = raw.get("challenge")
+        issued = self.challenges.check(challenge) if isinstance(challenge, str) else None
+        if issued is None:
+            raise Rejected(401, "challenge missing, unknown or expired", "bad_challenge")
+        try:
+            signature = b64decode(raw.get("signature"))
+        except ValueError as exc:
+            raise Rejected(400, "signature must be base64url") from exc
+        device = device_id(public_key)
+        claims = raw.get("claims") if purpose == "enroll" else None
+        if not verify(public_key, signature, signed_message(purpose, device, challenge, claims)):
+            raise Rejected(401, "signature does not verify with the device key", "bad_signature")
+        return device, issued
+
+    def _identities(self, claims: Any) -> tuple[str, str, str, str]:
+        """(mode, user, machine, person) from an enrollment's claims; the login and
+        machine id are used here and not kept."""
+        if not isinstance(claims, dict):
+            raise Rejected(400, "claims must be an object {mode, login, machine_id}")
+        mode, login, mid = claims.get("mode"), claims.get("login"), claims.get("machine_id")
+        if mode not in ("pseudonymous", "named"):
+            raise Rejected(400, "claims.mode must be pseudonymous or named")
+        for name, value in (("login", login), ("machine_id", mid)):
+            if not isinstance(value, str) or not 0 < len(value) <= 256:
+                raise Rejected(400, f"claims.{name} must be a string of 1-256 characters")
+        assert isinstance(login, str) and isinstance(mid, str)
+        key = self.security.pseudonym_key
+        person = person_of(key, login) if key is not None else ""
+        if mode == "named":
+            host = claims.get("hostname")
+            if not self.security.allow_named:
+                raise Rejected(
+                    403, "this collector does not accept named identities (--allow-named)",
+                    "named_refused",
+                )  # fmt: skip
+            if not valid_user(login) or not isinstance(host, str) or not valid_device(host):
+                raise Rejected(400, "named mode needs a valid login and claims.hostname")
+            return mode, login, host, person
+        if key is None:
+            raise Rejected(
+                503, "this collector has no pseudonym key (--pseudonym-key-file)", "no_key"
+            )
+        ids = derive(key, login, mid)
+        return mode, ids.user, ids.machine, ids.person
+
     async def enroll(self, request: Request) -> Response:
+        """``POST /v1/enroll``: the enroll secret, the public key and its signature."""
+        self._limit_client(request)
         token = _bearer(request)
         if not (token and self.enroll_secret and _same(token, self.enroll_secret)):
             return _error(401, "enroll secret required")
         raw = await self._json_body(request)
+        if not isinstance(raw, dict):
+            return _error(400, "body must be a JSON object")
+        try:
+            public_key = b64decode(raw.get("public_key"))
+        except ValueError:
+            public_key = b""
+        if len(public_key) != 32:
+            return _error(400, "public_key must be a base64url Ed25519 public key (32 bytes)")
+        device, issued = self._signed(raw, "enroll", public_key)
+        if raw.get("device") not in (None, device):
+            return _error(400, "device is derived from public_key; it names another device")
+        mode, user, machine, person = self._identities(raw.get("claims"))
+        agent = raw.get("agent")
+        enrollment = Enrollment(
+            device=device,
+            public_key=raw["public_key"],
+            mode=mode,
+            user=user,
+            machine=machine,
+            person=person,
+            agent=agent[:64] if isinstance(agent, str) else "",
+            challenge_issued=issued,
+        )
+        ttl = self.security.token_ttl_s
+        new_token = await anyio.to_thread.run_sync(self.store.enroll, enrollment, ttl)
+        return JSONResponse(
+            self._token_reply(device, new_token, mode, user, machine), status_code=201
+        )
+
+    def _token_reply(
+        self, device: str, token: str, mode: str, user: str, machine: str
+    ) -> dict[str, Any]:
+        return {
+            "device": device,
+            "token": token,
+            "expires_in": self.security.token_ttl_s,
+            "mode": mode,
+            "user": user,
+            "machine": machine,
+        }
+
+    async def _by_signature(self, request: Request, purpose: str) -> tuple[dict[str, Any], str]:
+        """A body ``{device, challenge, signature}`` signed by the device's registered key."""
+        raw = await self._json_body(request)
         device = raw.get("device") if isinstance(raw, dict) else None
         if not isinstance(device, str) or not valid_device(device):
-            return _error(400, 'body must be {"device": <device pseudonym>}')
-        new_token = await anyio.to_thread.run_sync(self.store.enroll, device)
-        return JSONResponse({"device": device, "token": new_token}, status_code=201)
+            raise Rejected(400, "body must be {device, challenge, signature}")
+        assert isinstance(raw, dict)
+        registered = await anyio.to_thread.run_sync(self.store.device, device)
+        if registered is None:
+            raise Rejected(401, f"device {device} is not enrolled", "not_enrolled")
+        _, issued = self._signed(raw, purpose, b64decode(registered["public_key"]))
+        return registered, str(issued)
+
+    async def token(self, request: Request) -> Response:
+        """``POST /v1/auth/token``: a short-lived device token for a signed challenge."""
+        self._limit_client(request)
+        registered, issued = await self._by_signature(request, "token")
+        device = registered["device"]
+        if registered["revoked"] is not None:
+            raise revoked_error(device)
+        ttl = self.security.token_ttl_s
+        new_token = await anyio.to_thread.run_sync(self.store.issue_token, device, int(issued), ttl)
+        reply = self._token_reply(
+            device, new_token, registered["mode"], registered["user"], registered["machine"]
+        )
+        return JSONResponse(reply)
+
+    async def erasure(self, request: Request) -> Response:
+        """``POST /v1/erasure``: the device's user withdrew consent; erase what it uploaded.
+
+        Authenticated by a device token, or (a revoked device has none) by a
+        challenge signed with the device's key: a withdrawal is honoured either way.
+        """
+        auth = self._device(request)
+        if auth is not None:
+            device = auth.device
+        else:
+            if _bearer(request) is not None:
+                return _error(401, "device token unknown or expired")
+            self._limit_client(request)
+            registered, _ = await self._by_signature(request, "erase")
+            device = registered["device"]
+        self._limit(self.write_limit, device)
+        counts = await anyio.to_thread.run_sync(self.store.erase_device_data, device)
+        return JSONResponse({"device": device, "erased": counts})
 
     async def _json_body(self, request: Request) -> Any:
         body = b""
@@ -215,11 +410,14 @@ class Collector:
         self, scope: Scope, receive: Receive, send: Send, path: re.Match[str]
     ) -> None:
         """``PUT /v1/sessions/{session}/chunks/{seq}`` as a plain ASGI handler (see the top)."""
+        extra: dict[str, str] = {}
         try:
             status, payload = await self._put_chunk(scope, receive, path[1], path[2])
         except (Rejected, OSError) as exc:
             status, message = _failure("chunk_put", exc)
             payload = {"error": message}
+            if isinstance(exc, Rejected):
+                payload, extra = exc.payload(), exc.headers
         except _Disconnected:
             return  # the client is gone: nobody to answer
         self.metrics.request("chunk_put", status)
@@ -231,6 +429,7 @@ class Collector:
                 "headers": [
                     (b"content-length", str(len(content)).encode()),
                     (b"content-type", b"application/json"),
+                    *[(k.lower().encode(), v.encode()) for k, v in extra.items()],
                 ],
             }
         )
@@ -240,9 +439,11 @@ class Collector:
         self, scope: Scope, receive: Receive, session_text: str, seq_text: str
     ) -> tuple[int, dict[str, Any]]:
         headers = _headers(scope, (b"authorization", b"x-deskcorder-sha256", b"content-length"))
-        device = self._device_for(headers.get(b"authorization", ""))
-        if device is None:
+        auth = self._device_for(headers.get(b"authorization", ""))
+        if auth is None:
             return 401, {"error": "device token required (enroll first)"}
+        device = auth.device
+        self._limit(self.write_limit, device)
         session, seq = self._chunk_ids_of(session_text, seq_text)
         claimed = headers.get(b"x-deskcorder-sha256", "")
         if not valid_sha(claimed):
@@ -254,7 +455,9 @@ class Collector:
             _body_pieces(receive), headers.get(b"content-length"), self.limits.max_chunk_bytes
         )
         # the pipeline owns the body from here (and discards it when done)
-        result = await self.store.ingest.put_async(device, session, seq, claimed, body)
+        result = await self.store.ingest.put_async(
+            device, session, seq, claimed, body, user=auth.user, machine=auth.machine
+        )
         if result.created:
             self.metrics.chunks_stored += 1
         else:
@@ -268,9 +471,10 @@ class Collector:
         return (201 if result.created else 200), payload
 
     async def get_chunk(self, request: Request) -> Response:
-        device = self._device(request)
-        if device is None:
+        auth = self._device(request)
+        if auth is None:
             return _error(401, "device token required (enroll first)")
+        device = auth.device
         session, seq = self._chunk_ids(request)
         if self.store.session_owner(session) != device:
             return _error(404, "no such chunk")
@@ -286,13 +490,15 @@ class Collector:
         return str(sha)
 
     async def blob(self, request: Request) -> Response:
-        device = self._device(request)
-        if device is None:
+        auth = self._device(request)
+        if auth is None:
             return _error(401, "device token required (enroll first)")
+        device = auth.device
         sha = self._sha(request)
         if request.method == "HEAD":
             present = self.store.has_blob(device, sha)
             return Response(status_code=200 if present else 404)
+        self._limit(self.write_limit, device)
         body, got = await self._receive(request, self.limits.max_blob_bytes)
         try:
             if got != sha:
@@ -307,15 +513,18 @@ class Collector:
         )
 
     async def consent(self, request: Request) -> Response:
-        device = self._device(request)
-        if device is None:
+        """A consent receipt, stored under the device's user pseudonym (not the body's)."""
+        auth = self._device(request)
+        if auth is None:
             return _error(401, "device token required (enroll first)")
+        self._limit(self.write_limit, auth.device)
+        device, user = auth.device, auth.user
         body = await self._json_body(request)
         if not isinstance(body, dict):
             return _error(400, "body must be a JSON object")
-        user = body.get("user")
-        if not isinstance(user, str) or not valid_user(user):
-            return _error(400, "receipt needs a valid user pseudonym")
+        claimed = body.get("user")
+        if claimed is not None and claimed != user:
+            return _error(422, f"receipt names user {str(claimed)[:80]!r}, not this device's")
         decided = isinstance(body.get("accepted"), bool) or body.get("action") in (
             "accept",
             "withdraw",
@@ -330,9 +539,12 @@ class Collector:
         return JSONResponse({"id": rid}, status_code=201 if created else 200)
 
     # -- admin -------------------------------------------------------------------------
-    def _admin(self, request: Request) -> None:
-        if not self._is_admin(request):
+    def _admin(self, request: Request) -> str:
+        """The acting admin (``admin:root`` for the file's token, ``admin:<name>``)."""
+        actor = self._admin_actor(request)
+        if actor is None:
             raise Rejected(401, "admin token required")
+        return actor
 
     async def admin_sessions(self, request: Request) -> Response:
         self._admin(request)
@@ -366,27 +578,137 @@ class Collector:
             raise Rejected(400, "invalid user pseudonym")
         return str(user)
 
+    def _person(self, request: Request) -> str:
+        person = request.path_params["person"]
+        if not PERSON_RE.match(person):
+            raise Rejected(400, "invalid person pseudonym (p- and 32 hex digits)")
+        return str(person)
+
     async def admin_export(self, request: Request) -> Response:
-        self._admin(request)
+        actor = self._admin(request)
         user = self._user(request)
-        lines = await anyio.to_thread.run_sync(lambda: list(self.store.export_user(user)))
-        return StreamingResponse(iter(lines), media_type="application/x-ndjson")
+        await anyio.to_thread.run_sync(self.store.audit, actor, "export_user", user, {})
+        return StreamingResponse(self.store.export_user(user), media_type="application/x-ndjson")
 
     async def admin_erase(self, request: Request) -> Response:
-        self._admin(request)
+        actor = self._admin(request)
         user = self._user(request)
-        counts = await anyio.to_thread.run_sync(self.store.erase_user, user)
+        counts = await anyio.to_thread.run_sync(self.store.erase_user, user, actor)
         return JSONResponse({"user": user, "erased": counts})
 
-    async def admin_revoke(self, request: Request) -> Response:
-        self._admin(request)
+    async def admin_person(self, request: Request) -> Response:
+        """``POST /v1/admin/people`` ``{"login": NAME}``: every pseudonym of a login.
+
+        The login goes in the body (not the URL, which access logs keep) and is
+        not stored; the audit log records the person pseudonym looked up.
+        """
+        actor = self._admin(request)
+        body = await self._json_body(request)
+        login = body.get("login") if isinstance(body, dict) else None
+        if not isinstance(login, str) or not 0 < len(login) <= 256:
+            return _error(400, 'body must be {"login": <login name>}')
+        key = self.security.pseudonym_key
+        if key is None:
+            return _error(503, "this collector has no pseudonym key (--pseudonym-key-file)")
+        person = person_of(key, login)
+        devices = await anyio.to_thread.run_sync(lambda: self.store.devices(person=person))
+        await anyio.to_thread.run_sync(
+            self.store.audit, actor, "person_lookup", person, {"devices": len(devices)}
+        )
+        return JSONResponse(
+            {
+                "person": person,
+                "users": sorted({d["user"] for d in devices}),
+                "machines": sorted({d["machine"] for d in devices}),
+                "devices": devices,
+            }
+        )
+
+    async def admin_person_export(self, request: Request) -> Response:
+        actor = self._admin(request)
+        person = self._person(request)
+        await anyio.to_thread.run_sync(self.store.audit, actor, "export_person", person, {})
+        return StreamingResponse(
+            self.store.export_person(person), media_type="application/x-ndjson"
+        )
+
+    async def admin_person_erase(self, request: Request) -> Response:
+        actor = self._admin(request)
+        person = self._person(request)
+        counts = await anyio.to_thread.run_sync(self.store.erase_person, person, actor)
+        return JSONResponse({"person": person, "erased": counts})
+
+    def _device_param(self, request: Request) -> str:
         device = request.path_params["device"]
         if not valid_device(device):
-            return _error(400, "invalid device pseudonym")
-        found = await anyio.to_thread.run_sync(self.store.revoke, device)
+            raise Rejected(400, "invalid device id")
+        return str(device)
+
+    async def admin_devices(self, request: Request) -> Response:
+        self._admin(request)
+        where = {
+            k: v
+            for k in ("user", "machine", "person")
+            if (v := request.query_params.get(k)) is not None
+        }
+        if any(not valid_user(v) for v in where.values()):
+            return _error(400, "invalid pseudonym")
+        rows = await anyio.to_thread.run_sync(lambda: self.store.devices(**where))
+        return JSONResponse({"devices": rows})
+
+    async def admin_revoke(self, request: Request) -> Response:
+        actor = self._admin(request)
+        device = self._device_param(request)
+        found = await anyio.to_thread.run_sync(self.store.revoke, device, actor)
         if not found:
             return _error(404, "no such device")
         return JSONResponse({"device": device, "revoked": True})
+
+    async def admin_readmit(self, request: Request) -> Response:
+        actor = self._admin(request)
+        device = self._device_param(request)
+        new_key = request.query_params.get("new_key", "false")
+        if new_key not in ("true", "false"):
+            return _error(400, "new_key must be true or false")
+        found = await anyio.to_thread.run_sync(
+            lambda: self.store.readmit(device, actor, new_key=new_key == "true")
+        )
+        if not found:
+            return _error(404, "no such device (or not revoked, with new_key)")
+        return JSONResponse({"device": device, "readmitted": True, "new_key": new_key == "true"})
+
+    async def admin_audit(self, request: Request) -> Response:
+        self._admin(request)
+        after, limit = request.query_params.get("after", "0"), request.query_params.get("limit")
+        if not after.isdigit() or len(after) > 18 or (limit is not None and not limit.isdigit()):
+            return _error(400, "after and limit must be non-negative integers")
+        count = min(int(limit or 1000), 10_000)
+        rows = await anyio.to_thread.run_sync(self.store.audit_log, int(after), count)
+        return JSONResponse({"entries": rows})
+
+    async def admin_tokens(self, request: Request) -> Response:
+        actor = self._admin(request)
+        if request.method == "GET":
+            rows = await anyio.to_thread.run_sync(self.store.admin_tokens)
+            return JSONResponse({"tokens": rows})
+        body = await self._json_body(request)
+        name = body.get("name") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not NAME_RE.match(name) or name == "root":
+            return _error(400, 'body must be {"name": <1-64 of A-Z a-z 0-9 _ . ->} (not "root")')
+        token = await anyio.to_thread.run_sync(self.store.create_admin_token, name, actor)
+        if token is None:
+            return _error(409, f"an admin token named {name} exists (or existed)")
+        return JSONResponse({"name": name, "token": token}, status_code=201)
+
+    async def admin_token_revoke(self, request: Request) -> Response:
+        actor = self._admin(request)
+        name = request.path_params["name"]
+        if not NAME_RE.match(name):
+            return _error(400, "invalid token name")
+        found = await anyio.to_thread.run_sync(self.store.revoke_admin_token, name, actor)
+        if not found:
+            return _error(404, "no live admin token of that name")
+        return JSONResponse({"name": name, "revoked": True})
 
 
 class _Disconnected(Exception):
@@ -451,7 +773,9 @@ def _wrap(collector: Collector, name: str, handler: Handler) -> Handler:
     async def endpoint(request: Request) -> Response:
         try:
             response = await handler(request)
-        except (Rejected, OSError) as exc:
+        except Rejected as exc:
+            response = _rejected(exc)
+        except OSError as exc:
             response = _error(*_failure(name, exc))
         collector.metrics.request(name, response.status_code)
         return response
@@ -465,13 +789,17 @@ def create_app(
     admin_token: str | None = None,
     enroll_secret: str | None = None,
     limits: Limits | None = None,
+    security: Security | None = None,
 ) -> CollectorApp:
     store = Store(data_dir, limits)
-    c = Collector(store, admin_token=admin_token, enroll_secret=enroll_secret)
+    c = Collector(store, admin_token=admin_token, enroll_secret=enroll_secret, security=security)
     table: list[tuple[str, str, Handler, list[str]]] = [
         ("/healthz", "health", c.health, ["GET"]),
         ("/metrics", "metrics", c.metrics_route, ["GET"]),
         ("/v1/enroll", "enroll", c.enroll, ["POST"]),
+        ("/v1/auth/challenge", "challenge", c.challenge, ["POST"]),
+        ("/v1/auth/token", "token", c.token, ["POST"]),
+        ("/v1/erasure", "erasure", c.erasure, ["POST"]),
         ("/v1/sessions/{session}/chunks/{seq}", "chunk_get", c.get_chunk, ["GET"]),
         ("/v1/blobs/{sha}", "blob", c.blob, ["HEAD", "PUT"]),
         ("/v1/consent", "consent", c.consent, ["POST"]),
@@ -480,7 +808,15 @@ def create_app(
         ("/v1/admin/sessions/{session}/chunks/{seq}", "admin_chunk", c.admin_chunk, ["GET"]),
         ("/v1/admin/users/{user}/export", "admin_export", c.admin_export, ["GET"]),
         ("/v1/admin/users/{user}", "admin_erase", c.admin_erase, ["DELETE"]),
+        ("/v1/admin/devices", "admin_devices", c.admin_devices, ["GET"]),
         ("/v1/admin/devices/{device}/revoke", "admin_revoke", c.admin_revoke, ["POST"]),
+        ("/v1/admin/devices/{device}/readmit", "admin_readmit", c.admin_readmit, ["POST"]),
+        ("/v1/admin/people", "admin_person", c.admin_person, ["POST"]),
+        ("/v1/admin/people/{person}/export", "admin_person_export", c.admin_person_export, ["GET"]),
+        ("/v1/admin/people/{person}", "admin_person_erase", c.admin_person_erase, ["DELETE"]),
+        ("/v1/admin/audit", "admin_audit", c.admin_audit, ["GET"]),
+        ("/v1/admin/tokens", "admin_tokens", c.admin_tokens, ["GET", "POST"]),
+        ("/v1/admin/tokens/{name}", "admin_token_revoke", c.admin_token_revoke, ["DELETE"]),
     ]
     routes = [
         Route(path, _wrap(c, name, handler), methods=methods, name=name)

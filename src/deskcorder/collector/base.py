@@ -35,9 +35,31 @@ class Limits:
 class Rejected(DeskcorderError):
     """A request the collector refuses; ``status`` is the HTTP status to answer."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.code = code  # machine-readable, for the agent (e.g. "device_revoked")
+        self.headers = headers or {}
+
+    def payload(self) -> dict[str, str]:
+        out = {"error": str(self)}
+        if self.code:
+            out["code"] = self.code
+        return out
+
+
+REVOKED = "device_revoked"
+
+
+def revoked_error(device: str) -> Rejected:
+    """The answer to anything a revoked device asks (the agent stops uploading on it)."""
+    return Rejected(403, f"device {device} is revoked; an administrator must readmit it", REVOKED)
 
 
 @dataclass(frozen=True)
@@ -66,6 +88,30 @@ class Body(Protocol):
         """Free what the body still holds (idempotent)."""
 
 
+@dataclass(frozen=True)
+class DeviceAuth:
+    """What a device token stands for: the device and the pseudonyms the collector gave it."""
+
+    device: str
+    user: str
+    machine: str
+    expires: float
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """A verified enrollment: the key's device id, its key and the derived identities."""
+
+    device: str
+    public_key: str  # base64url, raw 32 bytes
+    mode: str  # pseudonymous | named
+    user: str
+    machine: str
+    person: str
+    agent: str
+    challenge_issued: int  # ms; a device never uses a challenge older than its last
+
+
 Notify = Callable[[list["Job"]], None]
 
 
@@ -79,10 +125,12 @@ class Job:
     claimed: str
     body: Body
     notify: Notify
+    # the pseudonyms the collector gave the device (from its token): stored with the chunk
+    user: str = ""
+    machine: str = ""
     # set by the validator
     sha: str = ""
     records: int = 0
-    user: str = ""
     blobs: tuple[str, ...] = ()
     folder: str = ""  # where the backend places the chunk (its own notion)
     # the outcome

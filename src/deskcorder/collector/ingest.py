@@ -67,20 +67,38 @@ class Ingest:
             self._inflight[key] = job
         self._todo.put(job)
 
-    def put(self, device: str, session: str, seq: int, claimed: str, body: Body) -> PutResult:
+    def put(
+        self,
+        device: str,
+        session: str,
+        seq: int,
+        claimed: str,
+        body: Body,
+        *,
+        user: str = "",
+        machine: str = "",
+    ) -> PutResult:
         """Store one chunk and wait for the answer (for callers without an event loop)."""
         done = threading.Event()
-        job = Job(device, session, seq, claimed, body, lambda _jobs: done.set())
+        job = Job(device, session, seq, claimed, body, lambda _jobs: done.set(), user, machine)
         self.submit(job)
         done.wait()
         return job.outcome()
 
     async def put_async(
-        self, device: str, session: str, seq: int, claimed: str, body: Body
+        self,
+        device: str,
+        session: str,
+        seq: int,
+        claimed: str,
+        body: Body,
+        *,
+        user: str = "",
+        machine: str = "",
     ) -> PutResult:
         """Store one chunk from an event loop; the loop is woken once per batch."""
         loop = asyncio.get_running_loop()
-        job = Job(device, session, seq, claimed, body, self._notifier(loop))
+        job = Job(device, session, seq, claimed, body, self._notifier(loop), user, machine)
         job.future = loop.create_future()
         self.submit(job)
         # a cancelled request (client gone) still finishes storing in the background

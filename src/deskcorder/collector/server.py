@@ -8,10 +8,14 @@ import platform
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deskcorder.errors import DeskcorderError, UsageError
 
 from .base import Limits
+
+if TYPE_CHECKING:
+    from .app import Security
 from .validate import LINE_SCANNER
 
 log = logging.getLogger(__name__)
@@ -78,6 +82,25 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def tls_files(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
+    """``--tls-cert``/``--tls-key`` checked now (a one-line error, not a traceback later)."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise UsageError("--tls-cert and --tls-key go together")
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except OSError as exc:
+        raise UsageError(f"--tls-cert/--tls-key: cannot read: {exc.strerror or exc}") from exc
+    except ssl.SSLError as exc:
+        raise UsageError(
+            f"--tls-cert {cert} / --tls-key {key}: not a PEM certificate and its key ({exc})"
+        ) from exc
+    return str(cert), str(key)
+
+
 def serve(
     data: Path,
     host: str,
@@ -87,6 +110,9 @@ def serve(
     enroll_secret: str | None,
     limits: Limits | None = None,
     access_log: bool = False,
+    security: Security | None = None,
+    tls: tuple[str, str] | None = None,
+    trusted_proxies: str | None = None,
 ) -> int:
     try:
         import uvicorn
@@ -94,7 +120,7 @@ def serve(
         raise DeskcorderError(
             "the collector needs the [collector] extra: pip install 'deskcorder[collector]'"
         ) from exc
-    from .app import create_app
+    from .app import Security, create_app
 
     if port < 0 or port > 65535:
         raise UsageError(f"--port {port} is not a TCP port")
@@ -105,14 +131,28 @@ def serve(
             "the C line scanner (deskcorder.collector._linescan) is not built: chunks are "
             "checked in Python, which is slower; reinstall deskcorder with a C compiler present"
         )
-    app = create_app(data, admin_token=admin_token, enroll_secret=enroll_secret, limits=limits)
+    security = security or Security()
+    app = create_app(
+        data,
+        admin_token=admin_token,
+        enroll_secret=enroll_secret,
+        limits=limits,
+        security=security,
+    )
     sock = bind(host, port)
     if enroll_secret is None:
         log.warning("no --enroll-secret-file: devices cannot enroll")
     if admin_token is None:
-        log.warning("no --admin-token-file: admin routes and /metrics are disabled")
+        log.warning("no --admin-token-file: only named admin tokens open admin routes")
+    if security.pseudonym_key is None:
+        log.warning("no --pseudonym-key-file: pseudonymous agents cannot enroll")
+    if tls is None and host not in ("127.0.0.1", "::1", "localhost"):
+        log.warning(
+            "serving plain HTTP on %s: use --tls-cert/--tls-key or a TLS reverse proxy", host
+        )
     bound = sock.getsockname()[1]
-    print(f"collector listening on http://{host}:{bound} (data in {data})", flush=True)
+    scheme = "https" if tls else "http"
+    print(f"collector listening on {scheme}://{host}:{bound} (data in {data})", flush=True)
     config = uvicorn.Config(
         app,
         log_level="warning",
@@ -120,6 +160,11 @@ def serve(
         lifespan="off",
         timeout_graceful_shutdown=2,
         h11_max_incomplete_event_size=64 * 1024,
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
+        # client addresses (rate limits) from X-Forwarded-For only when sent by these
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=trusted_proxies or None,
     )
     server = uvicorn.Server(config)
     server.run(sockets=[sock])
