@@ -47,6 +47,7 @@ from typing import Any
 import httpx
 import zstandard as zstd
 
+from deskcorder.devicekey import KEY_FILE, DeviceKey, b64encode
 from deskcorder.events import FORMAT_NAME, FORMAT_VERSION
 from deskcorder.policy.model import Capture, Upload
 from deskcorder.storage.chunk import SEAL_LEVEL, ChunkWriter, encode_line
@@ -54,7 +55,10 @@ from deskcorder.upload import Uploader, pending_chunks
 
 ADMIN = "bench-admin-token-0123456789"
 ENROLL = "bench-enroll-secret-0123456789"
-DEVICE = "d-bench"
+PSEUDONYM_KEY = "bench-pseudonym-key-0123456789"
+KEY = DeviceKey.from_seed(b"\x07" * 32)  # the bench's device (an agent makes its own)
+DEVICE = KEY.device
+CLAIMS = {"mode": "pseudonymous", "login": "bench", "machine_id": "bench-machine"}
 
 
 def header(session: str, seq: int) -> dict[str, Any]:
@@ -64,7 +68,7 @@ def header(session: str, seq: int) -> dict[str, Any]:
         "session": session,
         "seq": seq,
         "device": DEVICE,
-        "user": "u-bench",
+        "user": None,  # the collector attaches the pseudonyms it gave the device
     }
 
 
@@ -161,12 +165,17 @@ def _wait_listening(proc: subprocess.Popen[bytes], port: int) -> None:
 def start_collector(data: Path, port: int) -> subprocess.Popen[bytes]:
     (data.parent / "admin").write_text(ADMIN)
     (data.parent / "enroll").write_text(ENROLL)
+    (data.parent / "pseudonym-key").write_text(PSEUDONYM_KEY)
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "deskcorder", "collector", "serve",
             "--data", str(data), "--port", str(port),
             "--admin-token-file", str(data.parent / "admin"),
             "--enroll-secret-file", str(data.parent / "enroll"),
+            "--pseudonym-key-file", str(data.parent / "pseudonym-key"),
+            # the per-device write limit stays on (its cost is measured) but high
+            # enough for one device sending a fleet's load
+            "--device-writes-per-s", "1000000",
         ],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
@@ -182,9 +191,17 @@ def start_collector(data: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 def enroll(port: int) -> str:
+    """Enroll the bench's key as an agent does (challenge, signed enrollment)."""
+    url = f"http://127.0.0.1:{port}"
+    challenge = httpx.post(f"{url}/v1/auth/challenge", json={}).json()["challenge"]
     resp = httpx.post(
-        f"http://127.0.0.1:{port}/v1/enroll",
-        json={"device": DEVICE},
+        f"{url}/v1/enroll",
+        json={
+            "public_key": b64encode(KEY.public),
+            "challenge": challenge,
+            "signature": KEY.sign("enroll", challenge, CLAIMS),
+            "claims": CLAIMS,
+        },
         headers={"Authorization": f"Bearer {ENROLL}"},
     )
     resp.raise_for_status()
@@ -334,7 +351,8 @@ def bench_uploader(port: int, work: Path, total_mb: int, server_pid: int) -> dic
         size += make_chunk(folder, session, seq, 1024 * 1024).stat().st_size
         seq += 1
     cfg = Upload(endpoint=f"http://127.0.0.1:{port}", enroll_secret=ENROLL, backoff_max_s=1)
-    up = Uploader(cfg, spool, DEVICE)
+    KEY.save(spool / "state" / KEY_FILE)
+    up = Uploader(cfg, spool, claims=CLAIMS)
     cpu0 = cpu_seconds(server_pid)
     own0 = time.process_time()
     t0 = time.perf_counter()

@@ -30,7 +30,7 @@ from deskcorder.control.channel import ControlServer, runtime_dir
 from deskcorder.errors import AlreadyRunning, DeskcorderError
 from deskcorder.events import FORMAT_NAME, FORMAT_VERSION, RAW_CONTROL
 from deskcorder.host import CaptureGates, Component, Observer, Raw
-from deskcorder.identity import identities
+from deskcorder.identity import identities, warn_deprecated
 from deskcorder.platform.base import Backend, WindowProbe
 from deskcorder.policy.load import LoadedPolicy
 from deskcorder.storage.chunk import Manifest
@@ -136,8 +136,9 @@ class Agent:
         self.session_id = new_session_id()
         self.t0_ns = time.monotonic_ns()
         self.started_at = datetime.now(timezone.utc)
-        ids = identities(self.policy.identity)
-        self.user_id, self.device_id = ids.user, ids.device
+        warn_deprecated(self.policy.identity)
+        self.device_id = identities(self.policy.identity, spool_dir).device  # makes the key
+        self.alerts: dict[str, str] = {}  # component -> a line the person must see (tray)
         # decides the effective keystroke mode (full needs a secure-input probe)
         self.privacy = PrivacyComponent(self.policy, backend)
         self.keystrokes = self.privacy.keystrokes
@@ -162,7 +163,15 @@ class Agent:
     def capture_status(self) -> dict[str, Any]:
         if self.pipeline is None:
             return {"blocked": "starting"}
-        return self.pipeline.status()
+        status = self.pipeline.status()
+        if self.alerts:
+            status["alerts"] = sorted(self.alerts.values())
+        return status
+
+    @property
+    def user_id(self) -> str | None:
+        """The user identifier (pseudonym from the collector's last answer, or login name)."""
+        return identities(self.policy.identity, self.spool.root, self.device_id).user
 
     def set_move_interval_us(self, interval_us: int) -> None:
         if self.pipeline is not None:
@@ -196,13 +205,15 @@ class Agent:
             .replace("+00:00", "Z")
         )
         cap = self.policy.capture
+        ids = identities(self.policy.identity, self.spool.root, self.device_id)
         return {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "session": self.session_id,
             "seq": seq,
             "device": self.device_id,
-            "user": self.user_id,
+            "user": ids.user,  # null until the collector has given this device its
+            "machine": ids.machine,  # pseudonyms (it stores chunks under those anyway)
             "identity": self.policy.identity.mode,
             "org": self.policy.identity.org,
             "agent": f"deskcorder/{__version__}",

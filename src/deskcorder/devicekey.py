@@ -118,20 +118,23 @@ class DeviceKey:
         return self._private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
 
     def save(self, path: Path) -> None:
-        """Write the private key, readable by its owner only (0600), atomically."""
+        """Write the private key, readable by its owner only (0600), complete or not at all.
+
+        Never replaces an existing key (FileExistsError): two processes
+        starting at once keep the one that was written first.
+        """
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(self.pem())
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
+            os.link(tmp, path)  # fails if a key is there: a key is never overwritten
+        finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise
 
     @classmethod
     def load(cls, path: Path) -> DeviceKey:

@@ -204,8 +204,9 @@ class ChunkHeader(BaseModel):
     format_version: int
     session: str
     seq: int = Field(ge=0)
-    device: str
-    user: str
+    device: str = Field(description="this agent's device id (from its key)")
+    user: str | None = Field(description="user pseudonym (null before enrollment) or login")
+    machine: str | None = Field(None, description="machine pseudonym or host name")
     agent: str
     os: str
     screen: list[list[int]] = Field(description="monitors as [left, top, width, height]")

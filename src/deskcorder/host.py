@@ -65,7 +65,8 @@ class Host(Protocol):
     def session_id(self) -> str: ...
 
     @property
-    def user_id(self) -> str: ...
+    def user_id(self) -> str | None:
+        """The user pseudonym (None until the collector gave one) or login name."""
 
     @property
     def device_id(self) -> str: ...
@@ -93,6 +94,11 @@ class Host(Protocol):
     @property
     def gates(self) -> CaptureGates:
         """The pipeline's gates (a component must not record what they block)."""
+
+    @property
+    def alerts(self) -> dict[str, str]:
+        """One line per component that the person must see (the tray shows them):
+        ``host.alerts[component.name] = "uploads stopped: ..."``; delete it when over."""
 
     shed_level: int
     """Load shedding step (0-3), written only by the watchdog; read it, never wait on it."""

@@ -16,14 +16,56 @@ from typing import Any
 
 import httpx
 
+from deskcorder.collector.identities import derive
+from deskcorder.devicekey import KEY_FILE, DeviceKey, b64encode
 from deskcorder.events import FORMAT_NAME, FORMAT_VERSION
 from deskcorder.storage.chunk import ChunkWriter, Manifest, iter_lines
 from tests.xserver import wait_for
 
 ADMIN = "admin-token-0123456789abcdef"
 ENROLL = "enroll-secret-0123456789abcdef"
-DEVICE = "d-test-device"
-USER = "u-test-user"
+PSEUDONYM_KEY = "pseudonym-key-0123456789abcdef"
+TEST_CLAIMS = {"mode": "pseudonymous", "login": "test-login", "machine_id": "test-machine-id"}
+TEST_KEY = DeviceKey.from_seed(b"\x01" * 32)
+DEVICE = TEST_KEY.device
+USER = derive(PSEUDONYM_KEY.encode(), "test-login", "test-machine-id").user
+MACHINE = derive(PSEUDONYM_KEY.encode(), "test-login", "test-machine-id").machine
+
+
+def key_no(n: int) -> DeviceKey:
+    """The ``n``-th fixed test key (1 is DEVICE's)."""
+    return DeviceKey.from_seed(bytes([n]) * 32)
+
+
+def register(store: Any, key: DeviceKey = TEST_KEY) -> str:
+    """Enroll ``key`` straight into a ``Store`` (what /v1/enroll does once it verified the
+    signature) with the test claims' pseudonyms; returns a device token."""
+    from deskcorder.collector.base import Enrollment
+
+    ids = derive(PSEUDONYM_KEY.encode(), TEST_CLAIMS["login"], TEST_CLAIMS["machine_id"])
+    enrollment = Enrollment(
+        key.device, b64encode(key.public), "pseudonymous", ids.user, ids.machine, ids.person,
+        "test", 1,
+    )  # fmt: skip
+    return str(store.enroll(enrollment, 3600.0))
+
+
+def install_key(spool: Path, key: DeviceKey = TEST_KEY) -> None:
+    """Give a spool this key (what the agent makes at its first start), unless it has one."""
+    if not (spool / "state" / KEY_FILE).exists():
+        key.save(spool / "state" / KEY_FILE)
+
+
+def enroll_body(url: str, key: DeviceKey, claims: dict[str, str] | None = None) -> dict[str, Any]:
+    """A signed enrollment body for ``key`` (a fresh challenge from the collector at ``url``)."""
+    claims = claims or TEST_CLAIMS
+    challenge = httpx.post(url + "/v1/auth/challenge", json={}, timeout=10).json()["challenge"]
+    return {
+        "public_key": b64encode(key.public),
+        "challenge": challenge,
+        "signature": key.sign("enroll", challenge, claims),
+        "claims": claims,
+    }
 
 
 def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -47,6 +89,7 @@ class CollectorProc:
         self.extra = extra
         (root / "admin").write_text(ADMIN + "\n")
         (root / "enroll").write_text(ENROLL + "\n")
+        (root / "pseudonym-key").write_text(PSEUDONYM_KEY + "\n")
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -66,6 +109,8 @@ class CollectorProc:
                 str(self.root / "admin"),
                 "--enroll-secret-file",
                 str(self.root / "enroll"),
+                "--pseudonym-key-file",
+                str(self.root / "pseudonym-key"),
                 *self.extra,
             ],
             stdout=subprocess.DEVNULL,
@@ -109,10 +154,11 @@ class CollectorProc:
         headers = {"Authorization": f"Bearer {ADMIN}", **kw.pop("headers", {})}
         return httpx.request(method, self.url + path, headers=headers, timeout=10, **kw)
 
-    def enroll(self, device: str = DEVICE) -> str:
+    def enroll(self, key: DeviceKey = TEST_KEY, claims: dict[str, str] | None = None) -> str:
+        """Enroll ``key`` as a real agent does (signed challenge); its device token."""
         resp = httpx.post(
             self.url + "/v1/enroll",
-            json={"device": device},
+            json=enroll_body(self.url, key, claims),
             headers={"Authorization": f"Bearer {ENROLL}"},
             timeout=10,
         )
@@ -141,7 +187,9 @@ class CollectorProc:
         return sum(int(s["chunks"]) for s in resp.json()["sessions"])
 
 
-def chunk_header(session: str, seq: int, device: str = DEVICE, user: str = USER) -> dict[str, Any]:
+def chunk_header(
+    session: str, seq: int, device: str = DEVICE, user: str | None = USER
+) -> dict[str, Any]:
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -159,7 +207,7 @@ def write_chunk(
     records: list[dict[str, Any]],
     *,
     device: str = DEVICE,
-    user: str = USER,
+    user: str | None = USER,
 ) -> Manifest:
     folder.mkdir(parents=True, exist_ok=True)
     writer = ChunkWriter(folder, session, seq, chunk_header(session, seq, device, user), level=3)

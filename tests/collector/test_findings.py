@@ -95,9 +95,11 @@ def stored(collector: CollectorProc, device: str) -> set[tuple[str, int]]:
 def requests_with(collector: CollectorProc, status: int, route: str | None = None) -> int:
     total = 0
     for line in collector.admin("GET", "/metrics").text.splitlines():
-        if line.startswith("deskcorder_collector_requests_total{") and f'status="{status}"' in line:
-            if route is None or f'route="{route}"' in line:
-                total += int(line.rsplit(" ", 1)[1])
+        ours = line.startswith("deskcorder_collector_requests_total{") and (
+            f'status="{status}"' in line and (route is None or f'route="{route}"' in line)
+        )
+        if ours:
+            total += int(line.rsplit(" ", 1)[1])
     return total
 
 
@@ -124,7 +126,9 @@ def test_revocation_holds(cli: Cli, collector: CollectorProc, tmp_path: Path) ->
         wait_until(lambda: status(cli)["chunks_sealed"] >= sealed + 2, 20, "two more chunks")
         text = cli.run("status").stdout
         assert "revoked" in text and "kept" in text, text
-        auth_calls = requests_with(collector, 201, "enroll") + requests_with(collector, 200, "token")
+        auth_calls = requests_with(collector, 201, "enroll") + requests_with(
+            collector, 200, "token"
+        )
         wait_until(lambda: status(cli)["chunks_sealed"] >= sealed + 4, 20, "two more chunks")
         again = requests_with(collector, 201, "enroll") + requests_with(collector, 200, "token")
         assert again == auth_calls, "the revoked agent keeps asking for tokens"

@@ -20,7 +20,7 @@ import pytest
 
 from deskcorder.collector import store as store_mod
 from deskcorder.collector.store import Body, PutResult, Rejected, Store
-from tests.collector.helpers import DEVICE, write_chunk
+from tests.collector.helpers import DEVICE, MACHINE, USER, register, write_chunk
 
 SESSION = "20261127T050000Z-0badcafe"
 
@@ -28,7 +28,7 @@ SESSION = "20261127T050000Z-0badcafe"
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     st = Store(tmp_path / "data")
-    st.enroll(DEVICE)
+    register(st)
     yield st
     st.close()
 
@@ -108,7 +108,9 @@ def test_many_chunks_at_once_are_all_committed_in_fewer_batches(
     async def main() -> list[PutResult]:
         return await asyncio.gather(
             *(
-                store.ingest.put_async(DEVICE, SESSION, seq, sha, body_of(store, data))
+                store.ingest.put_async(
+                    DEVICE, SESSION, seq, sha, body_of(store, data), user=USER, machine=MACHINE
+                )
                 for seq, (data, sha) in enumerate(bodies)
             )
         )
@@ -180,7 +182,9 @@ def test_a_cancelled_request_still_finishes_storing(store: Store, tmp_path: Path
 
     async def main() -> None:
         task = asyncio.ensure_future(
-            store.ingest.put_async(DEVICE, SESSION, 9, sha, body_of(store, data))
+            store.ingest.put_async(
+                DEVICE, SESSION, 9, sha, body_of(store, data), user=USER, machine=MACHINE
+            )
         )
         await asyncio.sleep(0)
         task.cancel()
@@ -234,7 +238,9 @@ def test_no_statement_of_the_put_path_scans_a_table(store: Store, tmp_path: Path
     async def main() -> list[PutResult]:
         return await asyncio.gather(
             *(
-                store.ingest.put_async(DEVICE, SESSION, seq, sha, body_of(store, data))
+                store.ingest.put_async(
+                    DEVICE, SESSION, seq, sha, body_of(store, data), user=USER, machine=MACHINE
+                )
                 for seq, (data, sha) in enumerate(bodies)
             )
         )

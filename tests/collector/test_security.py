@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -16,13 +17,19 @@ import httpx
 import pytest
 import zstandard as zstd
 
+from deskcorder.collector.identities import derive
 from deskcorder.collector.validate import LINE_SCANNER
 from tests.collector.helpers import (
     DEVICE,
     ENROLL,
+    PSEUDONYM_KEY,
+    TEST_CLAIMS,
+    TEST_KEY,
     USER,
     CollectorProc,
     chunk_header,
+    enroll_body,
+    key_no,
     write_chunk,
 )
 
@@ -45,7 +52,7 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorPro
 
 @pytest.fixture(scope="module")
 def token(collector: CollectorProc) -> str:
-    return collector.enroll(DEVICE)
+    return collector.enroll(TEST_KEY)
 
 
 LINUX = sys.platform.startswith("linux")
@@ -103,6 +110,16 @@ ROUTES = [
     ("GET", f"/v1/admin/users/{USER}/export"),
     ("DELETE", f"/v1/admin/users/{USER}"),
     ("POST", f"/v1/admin/devices/{DEVICE}/revoke"),
+    ("POST", f"/v1/admin/devices/{DEVICE}/readmit"),
+    ("GET", "/v1/admin/devices"),
+    ("POST", "/v1/admin/people"),
+    ("GET", f"/v1/admin/people/p-{'0' * 32}/export"),
+    ("DELETE", f"/v1/admin/people/p-{'0' * 32}"),
+    ("GET", "/v1/admin/audit"),
+    ("GET", "/v1/admin/tokens"),
+    ("POST", "/v1/admin/tokens"),
+    ("DELETE", "/v1/admin/tokens/someone"),
+    ("POST", "/v1/erasure"),  # signed, not a token: an empty body is refused too
 ]
 
 
@@ -132,11 +149,28 @@ def test_enroll_refuses_bad_secret_and_bad_body(collector: CollectorProc) -> Non
     url = collector.url + "/v1/enroll"
     good = {"Authorization": f"Bearer {ENROLL}"}
     bad = {"Authorization": "Bearer x"}
-    assert httpx.post(url, json={"device": DEVICE}, headers=bad).status_code == 401
+    key = key_no(9)
+    body = enroll_body(collector.url, key)
+    assert httpx.post(url, json=body, headers=bad).status_code == 401
     assert httpx.post(url, content=b"not json", headers=good).status_code == 400
     assert httpx.post(url, json={"device": "../etc"}, headers=good).status_code == 400
-    assert httpx.post(url, json={"nodevice": 1}, headers=good).status_code == 400
+    assert httpx.post(url, json={**body, "public_key": "AAAA"}, headers=good).status_code == 400
     assert httpx.post(url, content=b"{" * 70000, headers=good).status_code == 413
+    # a signature by another key, or over other claims, or an unknown challenge
+    forged = {**body, "signature": key_no(8).sign("enroll", body["challenge"], TEST_CLAIMS)}
+    assert httpx.post(url, json=forged, headers=good).json()["code"] == "bad_signature"
+    swapped = {**body, "claims": {**TEST_CLAIMS, "login": "someone-else"}}
+    assert httpx.post(url, json=swapped, headers=good).json()["code"] == "bad_signature"
+    stale = {**body, "challenge": "1." + "0" * 32 + "." + "0" * 32}
+    assert httpx.post(url, json=stale, headers=good).json()["code"] == "bad_challenge"
+    named = enroll_body(collector.url, key, {**TEST_CLAIMS, "mode": "named", "hostname": "h"})
+    refused = httpx.post(url, json=named, headers=good)
+    assert refused.status_code == 403 and refused.json()["code"] == "named_refused"
+    first = httpx.post(url, json=body, headers=good)
+    assert first.status_code == 201 and first.json()["device"] == key.device
+    assert first.json()["user"].startswith("u-") and first.json()["machine"].startswith("m-")
+    replay = httpx.post(url, json=body, headers=good)  # the same signed challenge again
+    assert replay.status_code == 401 and replay.json()["code"] == "challenge_used"
 
 
 def test_put_is_idempotent_by_digest(collector: CollectorProc, token: str, tmp_path: Path) -> None:
@@ -162,9 +196,9 @@ def test_device_a_cannot_touch_device_b(
     session = "20261127T031500Z-00000002"
     data, _ = chunk_bytes(tmp_path, session)
     assert put(collector, token, data, session).status_code == 201
-    other = collector.enroll("d-other-device")
+    other = collector.enroll(key_no(2))
     # write into A's session (even with a chunk that claims B's device)
-    data_b, _ = chunk_bytes(tmp_path, session, seq=1, device="d-other-device")
+    data_b, _ = chunk_bytes(tmp_path, session, seq=1, device=key_no(2).device)
     assert put(collector, other, data_b, session, 1).status_code == 403
     # a chunk whose header names A, sent with B's token, in B's own new session
     forged, _ = chunk_bytes(tmp_path, "20261127T031500Z-00000003")
@@ -321,30 +355,62 @@ def test_bad_bodies_get_4xx_and_the_server_stays_small(
     assert not list((collector.data / "tmp").iterdir())
 
 
-def test_revoked_token_is_refused_and_enroll_again_works(
+def test_revoked_device_stays_out_until_readmitted(
     collector: CollectorProc, tmp_path: Path
 ) -> None:
-    device = "d-revoked-device"
-    old = collector.enroll(device)
+    key = key_no(4)
+    claims = {**TEST_CLAIMS, "login": "revoked-login"}
+    device = key.device
+    old = collector.enroll(key, claims)
     session = "20261127T031500Z-00000007"
-    data, _ = chunk_bytes(tmp_path, session, device=device)
+    data, _ = chunk_bytes(tmp_path, session, device=device, user=None)
     assert put(collector, old, data, session).status_code == 201
     assert collector.admin("POST", f"/v1/admin/devices/{device}/revoke").status_code == 200
     assert collector.admin("POST", "/v1/admin/devices/d-nobody/revoke").status_code == 404
-    data1, _ = chunk_bytes(tmp_path, session, seq=1, device=device)
+    data1, _ = chunk_bytes(tmp_path, session, seq=1, device=device, user=None)
     assert put(collector, old, data1, session, 1).status_code == 401
-    new = collector.enroll(device)
+    secret = {"Authorization": f"Bearer {ENROLL}"}
+    # the device's own key, a token request, and a new key for the same user and machine
+    again = httpx.post(
+        f"{collector.url}/v1/enroll", json=enroll_body(collector.url, key, claims), headers=secret
+    )
+    assert again.status_code == 403 and again.json()["code"] == "device_revoked"
+    challenge = httpx.post(f"{collector.url}/v1/auth/challenge", json={}).json()["challenge"]
+    signed = {"device": device, "challenge": challenge, "signature": key.sign("token", challenge)}
+    token = httpx.post(f"{collector.url}/v1/auth/token", json=signed)
+    assert token.status_code == 403 and token.json()["code"] == "device_revoked"
+    fresh = httpx.post(
+        f"{collector.url}/v1/enroll",
+        json=enroll_body(collector.url, key_no(5), claims),
+        headers=secret,
+    )
+    assert fresh.status_code == 403 and fresh.json()["code"] == "device_revoked"
+    # readmitted: the device's key gets a token again
+    assert collector.admin("POST", f"/v1/admin/devices/{device}/readmit").status_code == 200
+    challenge = httpx.post(f"{collector.url}/v1/auth/challenge", json={}).json()["challenge"]
+    signed = {"device": device, "challenge": challenge, "signature": key.sign("token", challenge)}
+    new = httpx.post(f"{collector.url}/v1/auth/token", json=signed).json()["token"]
     assert put(collector, new, data1, session, 1).status_code == 201
+    actions = [
+        (e["actor"], e["action"], e["target"])
+        for e in collector.admin("GET", "/v1/admin/audit").json()["entries"]
+    ]
+    assert ("admin:root", "revoke", device) in actions
+    assert ("admin:root", "readmit", device) in actions
 
 
-def test_consent_export_and_erase(collector: CollectorProc, token: str, tmp_path: Path) -> None:
-    user = "u-erase-me"
+def test_consent_export_and_erase(collector: CollectorProc, tmp_path: Path) -> None:
+    key, claims = key_no(3), {**TEST_CLAIMS, "login": "erase-me"}
+    token = collector.enroll(key, claims)
+    user = derive(PSEUDONYM_KEY.encode(), "erase-me", TEST_CLAIMS["machine_id"]).user
     url = f"{collector.url}/v1/consent"
     auth = {"Authorization": f"Bearer {token}"}
     receipt = {"user": user, "notice_version": "3", "accepted": True, "at": "2026-11-27T03:00:00Z"}
     made = httpx.post(url, json=receipt, headers=auth)
     assert made.status_code == 201 and made.json()["id"] > 0
     assert httpx.post(url, json={"user": user}, headers=auth).status_code == 400
+    other = {**receipt, "user": "u-someone-else"}  # a receipt names this device's user or none
+    assert httpx.post(url, json=other, headers=auth).status_code == 422
     again = httpx.post(url, json=receipt, headers=auth)  # the same receipt: not duplicated
     assert again.status_code == 200 and again.json()["id"] == made.json()["id"]
     bad_action = {**receipt, "accepted": None, "action": "maybe"}
@@ -353,12 +419,17 @@ def test_consent_export_and_erase(collector: CollectorProc, token: str, tmp_path
     deep = httpx.post(url, content=b"[" * 60_000, headers=auth)  # past the parser's recursion
     assert deep.status_code == 400 and deep.json()["error"] == "body is not JSON"
     session = "20261127T031500Z-00000008"
-    data, _ = chunk_bytes(tmp_path, session, user=user)
-    assert put(collector, token, data, session).status_code == 201
     blob = b"erase this screenshot"
     sha = hashlib.sha256(blob).hexdigest()
     stored = httpx.put(f"{collector.url}/v1/blobs/{sha}", content=blob, headers=auth)
     assert stored.status_code == 201
+    folder = tmp_path / "with-shot"
+    write_chunk(
+        folder, session, 0, [*({"k": "kd", "t": i} for i in range(50)), {"k": "shot", "t": 60,
+        "sha256": sha}], device=key.device, user=user,
+    )  # fmt: skip
+    data = (folder / "000000.jsonl.zst").read_bytes()
+    assert put(collector, token, data, session).status_code == 201
     listed = collector.admin("GET", f"/v1/admin/sessions?user={user}").json()["sessions"]
     assert [s["session"] for s in listed] == [session]
     export = collector.admin("GET", f"/v1/admin/users/{user}/export")
@@ -366,8 +437,10 @@ def test_consent_export_and_erase(collector: CollectorProc, token: str, tmp_path
     lines = export.text.splitlines()
     assert '"accepted": true' in lines[0] and session in lines[1]
     assert sum('"k":"kd"' in line for line in lines) == 50
+    (shot,) = [json.loads(line)["blob"] for line in lines if line.startswith('{"blob"')]
+    assert shot["sha256"] == sha and base64.b64decode(shot["base64"]) == blob
     erased = collector.admin("DELETE", f"/v1/admin/users/{user}")
-    assert erased.json()["erased"] == {"sessions": 1, "chunks": 1, "blobs": 0, "receipts": 1}
+    assert erased.json()["erased"] == {"sessions": 1, "chunks": 1, "blobs": 1, "receipts": 1}
     assert collector.admin("GET", f"/v1/admin/sessions/{session}").status_code == 404
     assert not (collector.data / "chunks" / session).exists()
     assert collector.admin("GET", f"/v1/admin/users/{user}/export").text == ""

@@ -26,9 +26,6 @@ def collector(tmp_path: Path) -> Iterator[CollectorProc]:
 def write_policy(path: Path, endpoint: str) -> Path:
     path.write_text(
         f"""
-[identity]
-org_key = "test-org-key-0123456789"
-
 [capture]
 mouse_move_hz = 0
 
@@ -125,17 +122,18 @@ def test_agent_sigkilled_mid_upload_restarts_and_delivers_exactly_once(
 
 
 def test_full_spool_stops_capture_until_uploads_free_space(cli: Cli, tmp_path: Path) -> None:
-    from deskcorder.identity import machine_id, pseudonym
-    from tests.collector.helpers import free_port, write_chunk
+    from tests.collector.helpers import DEVICE, free_port, install_key, write_chunk
 
-    key = "test-org-key-0123456789"
-    device = pseudonym("device", machine_id(), key)
+    device = DEVICE
     spool = tmp_path / "spool"
+    install_key(spool)  # the agent's key (it would make its own at the first start)
     # 1.3 MiB of sealed, unsent chunks from an earlier session: over the 1 MiB quota
     session = "20261127T000000Z-00000fee"
     for seq in range(12):
         records = [{"k": "kd", "t": i, "pad": os.urandom(500).hex()} for i in range(220)]
-        write_chunk(spool / "sessions" / session, session, seq, records, device=device)
+        write_chunk(
+            spool / "sessions" / session, session, seq, records, device=device, user=None
+        )  # written before the first enrollment: no pseudonyms yet
     port = free_port()  # nothing listens there yet: uploads fail and retry
     policy = write_policy(tmp_path / "policy.toml", f"http://127.0.0.1:{port}")
     quota = '[spool]\nquota_mb = 1\non_full = "stop"'

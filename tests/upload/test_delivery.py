@@ -21,9 +21,11 @@ from deskcorder.upload import Uploader, pending_chunks, rejected_chunks
 from tests.collector.helpers import (
     DEVICE,
     ENROLL,
+    TEST_CLAIMS,
     USER,
     CollectorProc,
     all_ns,
+    install_key,
     make_spool,
     wait_until,
     write_chunk,
@@ -54,7 +56,8 @@ def uploader(spool: Path, url: str, window: int | None = None, **cfg: Any) -> Up
     }
     settings.update(cfg)
     extra = {} if window is None else {"window": window}
-    up = Uploader(Upload(**settings), spool, DEVICE, backoff_base=0.05, **extra)
+    install_key(spool)
+    up = Uploader(Upload(**settings), spool, claims=TEST_CLAIMS, backoff_base=0.05, **extra)
     up.start()
     return up
 
@@ -86,10 +89,11 @@ def test_delivers_in_order_blobs_first_and_cleans_the_spool(
     expected = make_spool(spool, sessions=2, chunks=4, per_chunk=30, blobs=True)
     order = [(p.session, p.seq) for p in pending_chunks(spool)]
     deleted: list[tuple[str, int]] = []
+    install_key(spool)
     up = Uploader(
         Upload(endpoint=collector.url, enroll_secret=ENROLL, backoff_max_s=0.2, timeout_s=1.0),
         spool,
-        DEVICE,
+        claims=TEST_CLAIMS,
         backoff_base=0.05,
         window=window,
     )
@@ -131,8 +135,9 @@ def test_network_faults_lose_nothing_and_duplicate_nothing(
 ) -> None:
     spool = tmp_path / "spool"
     expected = make_spool(spool, sessions=1, chunks=12, per_chunk=40)
-    # one request per connection: the 1st is the enrollment, then chunk 0, then chunk 1
-    plan = ["pass", "reset", "drop_reply", "truncate:20", "stall", "latency:0.02"]
+    # one request per connection: the 1st two are the enrollment (challenge, enroll),
+    # then chunk 0, then chunk 1
+    plan = ["pass", "pass", "reset", "drop_reply", "truncate:20", "stall", "latency:0.02"]
     plan += ["reset", "drop_reply", "truncate:5", "pass"]
     proxy.plan.extend(plan)
     up = uploader(spool, proxy.url, window=window)
@@ -158,15 +163,17 @@ def test_server_errors_are_retried_honouring_retry_after(
 ) -> None:
     spool = tmp_path / "spool"
     expected = make_spool(spool, sessions=1, chunks=3, per_chunk=10)
-    # the 1st request is the enrollment; then the first chunk meets the errors
-    proxy.plan.extend(["pass", "status:500", "status:503:1", "status:429:date+2", "status:408"])
+    # the 1st two requests are the enrollment; then the first chunk meets the errors
+    proxy.plan.extend(
+        ["pass", "pass", "status:500", "status:503:1", "status:429:date+2", "status:408"]
+    )
     # one request at a time, so that the plan meets the requests in a known order
     up = uploader(spool, proxy.url, window=1)
     try:
         wait_until(lambda: drained(spool), 30, "the spool to drain")
     finally:
         up.stop(5)
-    log = proxy.log[1:]
+    log = proxy.log[2:]
     assert [fault for _, fault in log[:5]] == [
         "status:500",
         "status:503:1",
@@ -253,7 +260,7 @@ def test_refused_chunk_goes_to_rejected_and_others_still_flow(
     assert 'route="chunk_put",status="403"} 1' in metrics  # refused once, never retried
 
 
-def test_revoked_token_makes_the_agent_enroll_again(
+def test_a_revoked_device_stops_keeps_its_data_and_resumes_when_readmitted(
     collector: CollectorProc, tmp_path: Path
 ) -> None:
     spool = tmp_path / "spool"
@@ -261,17 +268,32 @@ def test_revoked_token_makes_the_agent_enroll_again(
     up = uploader(spool, collector.url)
     try:
         wait_until(lambda: drained(spool), 30, "the spool to drain")
-        first_token = json.loads((spool / "state" / "upload-token.json").read_text())["token"]
         assert collector.admin("POST", f"/v1/admin/devices/{DEVICE}/revoke").status_code == 200
         session = "20261127T060000Z-0000cafe"
         write_chunk(spool / "sessions" / session, session, 0, [{"k": "kd", "t": 1, "n": 10_000}])
         up.wake()
-        wait_until(lambda: drained(spool), 30, "the new chunk to be delivered")
+        wait_until(lambda: up.status()["state"] == "revoked", 30, "the revoked state")
+        tokens_asked = collector.admin("GET", "/metrics").text.count('route="token"')
+        for _ in range(3):  # more passes: it does not ask again, and sends nothing
+            up.wake()
+            wait_until(lambda: not up._wake.is_set(), 10, "a pass")
+        assert collector.admin("GET", "/metrics").text.count('route="token"') == tokens_asked
     finally:
         up.stop(5)
-    assert up.enrollments == 2
-    token = json.loads((spool / "state" / "upload-token.json").read_text())["token"]
-    assert token != first_token
+    status = up.status()
+    assert status["revoked"] and "revoked" in str(status["last_error"])
+    assert status["chunks_pending"] == 1 and up.enrollments == 1
+    assert (spool / "state" / "upload-revoked.json").exists()
+    assert_exactly_once(collector, expected)
+    # readmitted: the next start asks once, gets a token and delivers what was kept
+    assert collector.admin("POST", f"/v1/admin/devices/{DEVICE}/readmit").status_code == 200
+    again = uploader(spool, collector.url)
+    try:
+        wait_until(lambda: drained(spool), 30, "the kept chunk to be delivered")
+    finally:
+        again.stop(5)
+    assert again.status()["revoked"] is None and again.enrollments == 0
+    assert not (spool / "state" / "upload-revoked.json").exists()
     assert_exactly_once(collector, [*expected, 10_000])
 
 
@@ -353,7 +375,7 @@ def test_consent_receipts_are_sent_once_and_kept_locally(
     expected = make_spool(spool, sessions=1, chunks=1, per_chunk=5)
     folder = spool / "state" / "consent"
     folder.mkdir(parents=True)
-    for n, action in enumerate(["accept", "withdraw"]):
+    for n, action in enumerate(["withdraw", "accept"]):  # the latest (accept) decides
         receipt = {
             "format": "deskcorder-consent",
             "format_version": 1,
@@ -365,7 +387,7 @@ def test_consent_receipts_are_sent_once_and_kept_locally(
         }
         (folder / f"2026112704{n}000-{action}.json").write_text(json.dumps(receipt))
     # enrollment passes, the first receipt's reply is lost after the collector stored it
-    proxy.plan.extend(["pass", "drop_reply"])
+    proxy.plan.extend(["pass", "pass", "drop_reply"])
     up = uploader(spool, proxy.url)
     try:
         wait_until(lambda: drained(spool) and up.receipts_sent == 2, 20, "receipts and chunk")
@@ -374,7 +396,7 @@ def test_consent_receipts_are_sent_once_and_kept_locally(
     assert_exactly_once(collector, expected)
     export = collector.admin("GET", f"/v1/admin/users/{USER}/export").text.splitlines()
     receipts = [json.loads(line)["receipt"] for line in export if line.startswith('{"receipt"')]
-    assert [r["receipt"]["action"] for r in receipts] == ["accept", "withdraw"]
+    assert [r["receipt"]["action"] for r in receipts] == ["withdraw", "accept"]
     assert len(list(folder.glob("*.json"))) == 2  # receipts stay: they are the consent state
     ledger = json.loads((spool / "state" / "upload-receipts.json").read_text())
     assert len(ledger) == 2
@@ -393,7 +415,7 @@ def test_blob_sweep_removes_only_old_unreferenced_blobs(tmp_path: Path) -> None:
     old = time.time() - 1000
     for path in (referenced, orphans[0]):
         os.utime(path, (old, old))
-    up = Uploader(Upload(endpoint="http://127.0.0.1:9", enroll_secret=ENROLL), spool, DEVICE)
+    up = Uploader(Upload(endpoint="http://127.0.0.1:9", enroll_secret=ENROLL), spool)
     up._sweep_blobs(now=time.time())  # standalone: no agent writes blobs, nothing swept
     assert all(p.exists() for p in (referenced, *orphans))
     up.blob_sweep_age = 600.0

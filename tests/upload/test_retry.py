@@ -32,7 +32,7 @@ from deskcorder.upload.retry import (
         (502, Outcome.RETRY),
         (503, Outcome.RETRY),
         (599, Outcome.RETRY),
-        (401, Outcome.REENROLL),
+        (401, Outcome.REAUTH),
         (400, Outcome.REJECT),
         (403, Outcome.REJECT),
         (404, Outcome.REJECT),
@@ -45,6 +45,12 @@ from deskcorder.upload.retry import (
 )
 def test_classify_status(status: int, outcome: Outcome) -> None:
     assert classify_status(status) is outcome
+
+
+def test_a_revoked_device_is_told_apart_from_other_refusals() -> None:
+    assert classify_status(403, "device_revoked") is Outcome.REVOKED
+    assert classify_status(403, "something_else") is Outcome.REJECT
+    assert classify_status(401, "device_revoked") is Outcome.REAUTH
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,7 @@ def write_receipt(
     policy: Policy,
     action: str,
     *,
-    user: str,
+    user: str | None,
     device: str,
     now: datetime | None = None,
 ) -> Path:
@@ -195,3 +195,25 @@ def show_notice(
     stream.flush()
     mark_notice_shown(spool_root, policy, how)
     return how
+
+
+ERASURE_REQUEST = "erasure-request.json"
+
+
+def request_erasure(spool_root: Path, policy: Policy) -> Path | None:
+    """After a withdrawal: ask the uploader to have the collector erase this device's data.
+
+    Written to ``<spool>/state/erasure-request.json``; the uploader (which
+    stops uploading chunks as soon as the withdrawal receipt exists) sends
+    it, and keeps the collector's confirmation in ``erasure-done.json``.
+    None when nothing is uploaded (no ``upload.endpoint``).
+    """
+    if not policy.upload.endpoint:
+        return None
+    path = Path(spool_root) / "state" / ERASURE_REQUEST
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    body = {"format": "deskcorder-erasure-request", "requested": _utc_now().isoformat()}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path

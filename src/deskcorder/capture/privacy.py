@@ -80,7 +80,7 @@ class PrivacyComponent:
         """``{"cmd": "consent", "action": "accept"|"withdraw"}``: write a receipt, gate."""
         host = self._host
         assert host is not None
-        from deskcorder.capture.consent import has_consent, write_receipt
+        from deskcorder.capture.consent import has_consent, request_erasure, write_receipt
 
         action = req.get("action")
         if action not in ("accept", "withdraw"):
@@ -90,7 +90,8 @@ class PrivacyComponent:
         )
         ok = not self.policy.notice.require_ack or has_consent(host.spool.root, self.policy)
         host.emit_control((RAW_CONTROL, time.monotonic_ns(), "consent", ok))
-        return {"receipt": str(path), "capture_allowed": ok}
+        erasure = request_erasure(host.spool.root, self.policy) if action == "withdraw" else None
+        return {"receipt": str(path), "capture_allowed": ok, "erasure": erasure is not None}
 
     def stop(self, timeout: float) -> None:
         if self.monitor is not None:

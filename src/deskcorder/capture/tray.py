@@ -55,6 +55,15 @@ def tray_state(status: dict[str, Any]) -> str:
 
 
 def icon_title(status: dict[str, Any]) -> str:
+    """The tooltip; with the agent's alerts (e.g. "uploads stopped: ...") after it."""
+    title = _state_title(status)
+    alerts = status.get("alerts")
+    if isinstance(alerts, list) and alerts:
+        title += "; " + "; ".join(str(a) for a in alerts)
+    return title
+
+
+def _state_title(status: dict[str, Any]) -> str:
     state = tray_state(status)
     if state == PAUSED:
         left = status.get("gate_pause_left_s")

@@ -337,9 +337,8 @@ class Collector:
             "machine": machine,
         }
 
-    async def _by_signature(self, request: Request, purpose: str) -> tuple[dict[str, Any], str]:
+    async def _by_signature(self, raw: Any, purpose: str) -> tuple[dict[str, Any], str]:
         """A body ``{device, challenge, signature}`` signed by the device's registered key."""
-        raw = await self._json_body(request)
         device = raw.get("device") if isinstance(raw, dict) else None
         if not isinstance(device, str) or not valid_device(device):
             raise Rejected(400, "body must be {device, challenge, signature}")
@@ -353,7 +352,8 @@ class Collector:
     async def token(self, request: Request) -> Response:
         """``POST /v1/auth/token``: a short-lived device token for a signed challenge."""
         self._limit_client(request)
-        registered, issued = await self._by_signature(request, "token")
+        raw = await self._json_body(request)
+        registered, issued = await self._by_signature(raw, "token")
         device = registered["device"]
         if registered["revoked"] is not None:
             raise revoked_error(device)
@@ -367,18 +367,14 @@ class Collector:
     async def erasure(self, request: Request) -> Response:
         """``POST /v1/erasure``: the device's user withdrew consent; erase what it uploaded.
 
-        Authenticated by a device token, or (a revoked device has none) by a
-        challenge signed with the device's key: a withdrawal is honoured either way.
+        Authenticated by a challenge signed with the device's key (purpose
+        ``erase``), not a token: a revoked device has none, and a withdrawal is
+        honoured either way.
         """
-        auth = self._device(request)
-        if auth is not None:
-            device = auth.device
-        else:
-            if _bearer(request) is not None:
-                return _error(401, "device token unknown or expired")
-            self._limit_client(request)
-            registered, _ = await self._by_signature(request, "erase")
-            device = registered["device"]
+        self._limit_client(request)
+        raw = await self._json_body(request)
+        registered, _ = await self._by_signature(raw, "erase")
+        device = registered["device"]
         self._limit(self.write_limit, device)
         counts = await anyio.to_thread.run_sync(self.store.erase_device_data, device)
         return JSONResponse({"device": device, "erased": counts})
@@ -522,6 +518,12 @@ class Collector:
         body = await self._json_body(request)
         if not isinstance(body, dict):
             return _error(400, "body must be a JSON object")
+        if "utc" in body and not isinstance(body["utc"], str):
+            return _error(400, "receipt utc must be a string")
+        if "action" in body and body["action"] not in ("accept", "withdraw"):
+            return _error(400, "receipt action must be accept or withdraw")
+        if "accepted" in body and not isinstance(body["accepted"], bool):
+            return _error(400, "receipt accepted must be a boolean")
         claimed = body.get("user")
         if claimed is not None and claimed != user:
             return _error(422, f"receipt names user {str(claimed)[:80]!r}, not this device's")

@@ -11,7 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TextIO
 
-from deskcorder.capture.consent import has_consent, notice_text, receipts, write_receipt
+from deskcorder.capture.consent import (
+    has_consent,
+    notice_text,
+    receipts,
+    request_erasure,
+    write_receipt,
+)
 from deskcorder.control import request
 from deskcorder.errors import AgentNotRunning, DeskcorderError
 from deskcorder.identity import identities
@@ -34,9 +40,11 @@ def consent_command(action: str, policy: Policy, spool_root: Path, out: TextIO) 
     try:
         reply = request("consent", action=action)
     except AgentNotRunning:
-        ids = identities(policy.identity)
+        ids = identities(policy.identity, spool_root)
         path = write_receipt(spool_root, policy, action, user=ids.user, device=ids.device)
         out.write(f"consent {action}ed; receipt {path}\n")
+        if action == "withdraw" and request_erasure(spool_root, policy) is not None:
+            out.write(_WITHDRAWN)
         return 0
     if not reply.get("ok"):
         raise DeskcorderError(f"consent {action} refused: {reply.get('error', 'unknown error')}")
@@ -45,4 +53,12 @@ def consent_command(action: str, policy: Policy, spool_root: Path, out: TextIO) 
         out.write("recording may start now\n" if reply.get("capture_allowed") else "")
     else:
         out.write("recording stops now\n" if policy.notice.require_ack else "")
+        out.write(_WITHDRAWN if reply.get("erasure") else "")
     return 0
+
+
+_WITHDRAWN = (
+    "uploads stop now; the collector is asked to erase what this device uploaded "
+    "(`deskcorder status` shows when it confirms); what is still on this machine stays "
+    "here (`deskcorder review delete all` deletes it)\n"
+)

@@ -127,10 +127,12 @@ class Notice(_Section):
 
 class Identity(_Section):
     mode: Literal["pseudonymous", "named"] = Field(
-        "pseudonymous", description="pseudonymous: HMAC of user/device ids under org_key"
+        "pseudonymous",
+        description="pseudonymous: the collector derives user/machine pseudonyms (its key)",
     )
     org_key: SecretStr = Field(
-        SecretStr(""), description="secret key for the pseudonym HMAC (set it per organisation)"
+        SecretStr(""),
+        description="deprecated and ignored (the collector holds the pseudonym key)",
     )
     org: str = Field("", description="organisation label written into session headers")
 
@@ -147,6 +149,9 @@ class Upload(_Section):
     max_kbps: int = Field(0, ge=0, description="bandwidth cap in KiB/s; 0 = unlimited")
     review: bool = Field(False, description="sealed chunks wait for `deskcorder review` approval")
     backoff_max_s: float = Field(300.0, gt=0, le=86400, description="longest retry delay")
+    allow_insecure_http: bool = Field(
+        False, description="allow a plain http:// endpoint on a non-loopback host (not for use)"
+    )
 
     @field_validator("endpoint")
     @classmethod
@@ -154,6 +159,33 @@ class Upload(_Section):
         if value and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _tls_unless_loopback(self) -> Upload:
+        if (
+            self.endpoint.startswith("http://")
+            and not self.allow_insecure_http
+            and not _loopback(self.endpoint)
+        ):
+            raise ValueError(
+                f"endpoint {self.endpoint!r} is plain http:// to another host: use https:// "
+                "(or set upload.allow_insecure_http = true, which exposes tokens and data)"
+            )
+        return self
+
+
+def _loopback(url: str) -> bool:
+    """True if the URL's host is this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Spool(_Section):
@@ -235,16 +267,6 @@ class Policy(_Section):
     spool: Spool = Field(default_factory=Spool)
     screenshots: Screenshots = Field(default_factory=Screenshots)
     limits: Limits = Field(default_factory=Limits)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Policy:
-        if (
-            self.identity.mode == "pseudonymous"
-            and self.upload.endpoint
-            and not (self.identity.org_key.get_secret_value())
-        ):
-            raise ValueError("identity.org_key must be set when uploading pseudonymous data")
-        return self
 
     def digest(self) -> str:
         """sha256 of the canonical effective policy (secrets hashed, not included)."""

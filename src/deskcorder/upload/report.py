@@ -22,6 +22,25 @@ def status_lines(u: dict[str, Any]) -> list[str]:
         f" since start ({_mib(u.get('bytes_uploaded'))})",
         f"  last ok  {u.get('last_success') or 'never'}",
     ]
+    if u.get("revoked"):
+        lines.append(
+            "  STOPPED  the collector's administrator revoked this device: nothing is uploaded;"
+            f" recording goes on and {u.get('chunks_pending', 0)} chunk(s) are kept on this"
+            " machine until the device is readmitted"
+        )
+    elif u.get("consent_withdrawn"):
+        lines.append(
+            "  STOPPED  you withdrew your consent: nothing more is uploaded"
+            " (`deskcorder consent accept` to resume)"
+        )
+    if u.get("erasure_pending"):
+        lines.append("  erasure  requested; sent to the collector at the next connection")
+    elif isinstance(u.get("erasure"), dict):
+        erased = u["erasure"].get("erased") or {}
+        lines.append(
+            f"  erasure  confirmed {u['erasure'].get('confirmed')}: "
+            + ", ".join(f"{v} {k}" for k, v in erased.items())
+        )
     if u.get("chunks_awaiting_review"):
         lines.append(
             f"  review   {u['chunks_awaiting_review']} chunk(s) wait for `deskcorder review`"

@@ -19,21 +19,27 @@ class Outcome(enum.Enum):
     OK = "ok"  # stored: delete locally once the echoed digest matches
     RETRY = "retry"  # transient: back off and try again, keep the data
     REJECT = "reject"  # permanent: move to rejected/ with the reason, never retry
-    REENROLL = "reenroll"  # the device token is unknown or revoked: enroll again
+    REAUTH = "reauth"  # the device token is unknown or expired: sign a new challenge
+    REVOKED = "revoked"  # the collector revoked this device: stop uploading, keep the data
 
 
 RETRY_STATUSES = frozenset({408, 429})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
-def classify_status(status: int) -> Outcome:
-    """The outcome of an HTTP status for a chunk or blob upload."""
+REVOKED_CODE = "device_revoked"
+
+
+def classify_status(status: int, code: str | None = None) -> Outcome:
+    """The outcome of an HTTP status (and the body's ``code``) for an upload."""
     if 200 <= status < 300:
         return Outcome.OK
     if status in RETRY_STATUSES or 500 <= status < 600:
         return Outcome.RETRY
     if status == 401:
-        return Outcome.REENROLL
+        return Outcome.REAUTH
+    if status == 403 and code == REVOKED_CODE:
+        return Outcome.REVOKED
     if 400 <= status < 500:
         return Outcome.REJECT
     # 1xx and 3xx are not valid final answers from the collector: treat as transient

@@ -2,8 +2,13 @@
 
 Per pass, in order (oldest session first, chunks by seq):
 
-1. make sure the device has a token (``<spool>/state/upload-token.json``; enroll
-   with the org secret when missing, or when the collector says 401);
+1. make sure the device has a short-lived token (``<spool>/state/upload-token.json``):
+   sign a challenge with the agent's key (``/v1/auth/token``), or enroll first
+   (``/v1/enroll``: the org secret, the public key, the login and machine id,
+   signed) when this collector does not know the device yet. A 401 later only
+   means "sign a new challenge"; a revoked device (403 ``device_revoked``)
+   stops uploading, keeps its data and says so, and asks again only at the
+   next start or after ``REVOKED_RECHECK_S``;
 2. for each blob the chunk's manifest references: HEAD, PUT when absent;
 3. PUT the chunk; on a 2xx whose echoed sha256 equals the manifest's, delete
    the chunk and its manifest, then every blob no other unsent chunk refers to.
@@ -42,8 +47,10 @@ from typing import Any
 import httpx
 
 from deskcorder import __version__
+from deskcorder.devicekey import DeviceKey, b64encode
 from deskcorder.errors import DeskcorderError
 from deskcorder.host import Host
+from deskcorder.identity import device_key
 from deskcorder.policy.model import Upload as UploadPolicy
 from deskcorder.storage.approval import is_approved, may_upload
 from deskcorder.storage.chunk import (
@@ -70,7 +77,12 @@ from .retry import (
 log = logging.getLogger(__name__)
 
 TOKEN_FILE = "upload-token.json"
+REVOKED_FILE = "upload-revoked.json"
+ERASURE_FILE = "erasure-request.json"  # written by `deskcorder consent withdraw`
+ERASURE_DONE = "erasure-done.json"
 STATUS_FILE = "upload-status.json"
+TOKEN_MARGIN_S = 60.0  # renew a token this long before it expires
+REVOKED_RECHECK_S = 6 * 3600.0  # a revoked device asks again this rarely (and at start)
 RECEIPTS_LEDGER = "upload-receipts.json"
 RESCAN_S = 5.0
 SWEEP_EVERY_S = 600.0
@@ -84,10 +96,17 @@ Pending = SealedChunk  # a sealed chunk waiting for upload
 class _Stop(Exception):
     """Ends the current chunk with an outcome other than OK."""
 
-    def __init__(self, outcome: Outcome, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        outcome: Outcome,
+        message: str,
+        retry_after: float | None = None,
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.outcome = outcome
         self.retry_after = retry_after
+        self.code = code
 
 
 def _now_iso() -> str:
@@ -155,17 +174,20 @@ class Uploader:
         self,
         cfg: UploadPolicy,
         spool_root: Path | None = None,
-        device: str = "",
         *,
+        claims: dict[str, str] | None = None,
         backoff_base: float = 1.0,
         window: int = UPLOAD_WINDOW,
     ) -> None:
         self.cfg = cfg
+        self.claims = claims  # sent once at enrollment; None: this OS user, pseudonymous
+        self.key: DeviceKey | None = None
+        self._host: Host | None = None
         # the token bucket is not shared between threads: one chunk at a time when capped
         self.window = 1 if cfg.max_kbps > 0 else max(1, window)
         self._pool: ThreadPoolExecutor | None = None
         self.spool_root = Path(spool_root) if spool_root is not None else None
-        self.device = device
+        self.device = ""
         self.on_freed: Callable[[], None] | None = None
         self.active_session: Callable[[], str | None] = lambda: None
         self._backoff = Backoff(cap=cfg.backoff_max_s, base=backoff_base)
@@ -175,6 +197,10 @@ class Uploader:
         self._thread: threading.Thread | None = None
         self._client: httpx.Client | None = None
         self._token: str | None = None
+        self._token_expires = 0.0
+        self.revoked: str | None = None  # the collector's words, while this device is revoked
+        self._recheck_at = 0.0
+        self.erasure: dict[str, Any] | None = None  # the last erasure the collector confirmed
         self._lock = threading.Lock()
         self.state = "idle"
         self.uploaded = 0
@@ -195,8 +221,11 @@ class Uploader:
     def start(self, host: Host | None = None) -> None:
         """Start uploading; with a ``host`` (the agent), its spool and session."""
         if host is not None:
+            from deskcorder.identity import claims
+
+            self._host = host
             self.spool_root = host.spool.root
-            self.device = host.device_id
+            self.claims = self.claims or claims(host.policy.identity)
             self.on_freed = host.spool.invalidate_usage
             self.active_session = lambda: str(host.session_id)
             host.on_sealed.append(self.wake)
@@ -204,7 +233,15 @@ class Uploader:
             self.blob_sweep_age = 2.0 * host.policy.spool.chunk_max_age_s + 60.0
         if self.spool_root is None:
             raise DeskcorderError("uploader: no spool folder")
+        if self.claims is None:
+            from deskcorder.identity import claims
+            from deskcorder.policy.model import Identity
+
+            self.claims = claims(Identity())
+        self.key = device_key(self._root)
+        self.device = self.key.device
         self._load_status()
+        self._load_revoked()
         self._thread = threading.Thread(target=self._run, name="deskcorder-uploader", daemon=True)
         self._thread.start()
 
@@ -253,6 +290,11 @@ class Uploader:
             "last_success": self.last_success,
             "last_error": self.last_error,
             "next_retry_in_s": retry_in,
+            "device": self.device,
+            "revoked": self.revoked,
+            "consent_withdrawn": self._withdrawn(),
+            "erasure_pending": (root / "state" / ERASURE_FILE).exists(),
+            "erasure": self.erasure,
         }
 
     # -- loop ----------------------------------------------------------------------------
@@ -276,7 +318,8 @@ class Uploader:
                 self._stop.wait(delay)
                 self.next_retry_at = None
                 continue
-            self.state = "idle"
+            if self.revoked is None and self.state != "consent withdrawn":
+                self.state = "idle"
             self._wake.wait(RESCAN_S)
 
     def run_pass(self) -> float | None:
@@ -285,32 +328,41 @@ class Uploader:
         self._clean_orphans()
         self._sweep_blobs()
         receipts = self._unsent_receipts()
-        if not pending and not receipts:
+        erasure = (self._root / "state" / ERASURE_FILE).exists()
+        withdrawn = self._withdrawn()
+        # after `consent withdraw` nothing more is uploaded (until `consent accept`)
+        ready = [] if withdrawn else [i for i in pending if may_upload(i, self.cfg.review)]
+        if not ready and not receipts and not erasure:
+            self._show_state(withdrawn)
             return None
         if self._client is None:
             self._client = build_client(self.cfg)
-        if receipts:
-            try:
-                self._ensure_token()
-                self._send_receipts(receipts)
-            except _Stop as stop:
-                self._error(str(stop))
-                if stop.outcome is Outcome.REENROLL:
-                    self._forget_token()
-                return self._backoff.next_delay(stop.retry_after)
-        refs = self._blob_refs()
-        # items waiting for `deskcorder review approve` are skipped
-        ready = [i for i in pending if may_upload(i, self.cfg.review)]
-        if not ready:
-            return None
-        todo = iter(ready)
+        if self.revoked is not None:
+            if erasure:  # honoured for a revoked device too (signed with its key)
+                try:
+                    self._send_erasure()
+                except _Stop as stop:
+                    return self._stopped(stop)
+            if time.monotonic() < self._recheck_at:
+                self._show_state(withdrawn)
+                return None
+            self._recheck_at = time.monotonic() + REVOKED_RECHECK_S
         try:
             self._ensure_token()
+            if receipts:
+                self._send_receipts(receipts)
+            if erasure:
+                self._send_erasure()
         except _Stop as stop:
-            self._error(str(stop))
-            if stop.outcome is Outcome.REENROLL:
-                self._forget_token()
-            return self._backoff.next_delay(stop.retry_after)
+            return self._stopped(stop)
+        if not ready:
+            self._show_state(withdrawn)
+            return None
+        return self._upload_all(ready)
+
+    def _upload_all(self, ready: list[Pending]) -> float | None:
+        refs = self._blob_refs()
+        todo = iter(ready)
         self.state = "uploading"
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.window, thread_name_prefix="deskcorder-upload")
@@ -318,9 +370,10 @@ class Uploader:
         inflight: deque[tuple[Pending, Future[Manifest]]] = deque()
 
         def fill() -> None:
+            # a withdrawal (`deskcorder consent withdraw`) stops the next chunk at once
             while len(inflight) < self.window and not self._stop.is_set():
                 item = next(todo, None)
-                if item is None:
+                if item is None or self._withdrawn():
                     return
                 inflight.append((item, pool.submit(self._upload, item)))
 
@@ -335,10 +388,7 @@ class Uploader:
                         self._reject(item, str(stop))
                         fill()
                         continue
-                    self._error(str(stop))
-                    if stop.outcome is Outcome.REENROLL:
-                        self._forget_token()
-                    return self._backoff.next_delay(stop.retry_after)
+                    return self._stopped(stop)
                 self._delete(item, manifest, refs)
                 self._backoff.reset()
                 fill()
@@ -350,50 +400,242 @@ class Uploader:
                     future.result()
         return None
 
+    def _stopped(self, stop: _Stop) -> float | None:
+        """What a failed step means: revoked (stop, no retry), a new token, or a retry."""
+        if stop.outcome is Outcome.REVOKED:
+            self._set_revoked(str(stop))
+            return None
+        self._error(str(stop))
+        if stop.outcome is Outcome.REAUTH:
+            self._forget_token()
+        return self._backoff.next_delay(stop.retry_after)
+
+    def _show_state(self, withdrawn: bool) -> None:
+        if self.revoked is not None:
+            self.state = "revoked"
+            return
+        if withdrawn:
+            self.state = "consent withdrawn"
+            self._alert(
+                "uploads stopped: you withdrew your consent; nothing more is sent "
+                "(`deskcorder consent accept` to resume)"
+            )
+            return
+        self.state = "idle" if self.state == "consent withdrawn" else self.state
+        self._alert(None)
+
+    # -- consent and erasure -------------------------------------------------------------
+    def _withdrawn(self) -> bool:
+        """The user's latest consent receipt withdraws consent (read when the folder changes)."""
+        folder = self._root / "state" / "consent"
+        try:
+            stamp = folder.stat().st_mtime_ns
+        except OSError:
+            return False
+        if stamp != self._consent_seen[0]:
+            from deskcorder.capture.consent import receipts
+
+            latest = receipts(self._root)
+            self._consent_seen = (stamp, bool(latest) and latest[-1].action == "withdraw")
+        return self._consent_seen[1]
+
+    _consent_seen: tuple[int, bool] = (-1, False)
+
+    def _send_erasure(self) -> None:
+        """Ask the collector to erase what this device uploaded (signed: a revoked device
+        has no token); keep its answer."""
+        assert self.key is not None
+        path = self._root / "state" / ERASURE_FILE
+        challenge = self._challenge()
+        body = {
+            "device": self.device,
+            "challenge": challenge,
+            "signature": self.key.sign("erase", challenge),
+        }
+        resp = self._request("POST", "/v1/erasure", json=body)
+        if resp.status_code == 401 and _code(resp) == "not_enrolled":
+            path.unlink(missing_ok=True)  # this collector holds nothing of this device
+            return
+        self._check(resp, "erasure request")
+        try:
+            request = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            request = {}
+        done = {**request, "confirmed": _now_iso(), "erased": resp.json().get("erased")}
+        atomic_write(self._root / "state" / ERASURE_DONE, json.dumps(done).encode())
+        path.unlink(missing_ok=True)
+        self.erasure = done
+        log.warning("the collector erased this device's data: %s", done["erased"])
+
+    # -- revocation ----------------------------------------------------------------------
+    def _set_revoked(self, message: str) -> None:
+        first = self.revoked is None
+        self.revoked = message
+        self.state = "revoked"
+        self._forget_token()
+        self._recheck_at = time.monotonic() + REVOKED_RECHECK_S
+        with contextlib.suppress(OSError):
+            body = {"at": _now_iso(), "endpoint": self.cfg.endpoint, "device": self.device}
+            atomic_write(self._revoked_path(), json.dumps({**body, "message": message}).encode())
+        self._error(message)
+        line = (
+            "uploads stopped: the collector's administrator revoked this device; "
+            "recording goes on and everything is kept on this machine"
+        )
+        self._alert(line)
+        if first:
+            log.error("upload: %s; %s", message, line)
+            with contextlib.suppress(Exception):
+                from deskcorder.platform.notify import send_notification
+
+                send_notification("deskcorder: uploads stopped", line, "critical")
+
+    def _clear_revoked(self) -> None:
+        if self.revoked is not None:
+            log.warning("upload: this device was readmitted; uploading again")
+        self.revoked = None
+        self._revoked_path().unlink(missing_ok=True)
+        self._alert(None)
+
+    def _revoked_path(self) -> Path:
+        return self._root / "state" / REVOKED_FILE
+
+    def _load_revoked(self) -> None:
+        """A revocation seen before the last stop: one check now, then rarely."""
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            saved = json.loads(self._revoked_path().read_text())
+            if saved.get("endpoint") == self.cfg.endpoint and saved.get("device") == self.device:
+                self.revoked = str(saved.get("message") or "device revoked")
+                self.state = "revoked"
+                self._recheck_at = 0.0
+                self._alert("uploads stopped: this device is revoked; data is kept here")
+        with contextlib.suppress(OSError, ValueError):
+            self.erasure = json.loads((self._root / "state" / ERASURE_DONE).read_text())
+
+    def _alert(self, line: str | None) -> None:
+        """Tell the person (the tray shows host alerts); None clears it."""
+        if self._host is None:
+            return
+        if line is None:
+            self._host.alerts.pop(self.name, None)
+        else:
+            self._host.alerts[self.name] = line
+
     # -- token ---------------------------------------------------------------------------
     def _token_path(self) -> Path:
         return self._root / "state" / TOKEN_FILE
 
     def _ensure_token(self) -> str:
-        if self._token is not None:
+        """A device token valid for at least another minute (renewed by signing a challenge)."""
+        now = time.time()
+        if self._token is not None and self._token_expires - TOKEN_MARGIN_S > now:
             return self._token
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             saved = json.loads(self._token_path().read_text())
-            if saved.get("endpoint") == self.cfg.endpoint and saved.get("device") == self.device:
-                self._token = str(saved["token"])
+            if (
+                saved.get("endpoint") == self.cfg.endpoint
+                and saved.get("device") == self.device
+                and float(saved["expires_at"]) - TOKEN_MARGIN_S > now
+                and self.revoked is None
+            ):
+                self._token, self._token_expires = str(saved["token"]), float(saved["expires_at"])
                 return self._token
+        from deskcorder.devicekey import claims_digest
+        from deskcorder.identity import enrolled, save_enrolled
+
+        assert self.claims is not None
+        known = enrolled(self._root)
+        reply: dict[str, Any] | None = None
+        if (
+            known.get("endpoint") == self.cfg.endpoint
+            and known.get("device") == self.device
+            and known.get("claims_sha256") == claims_digest(self.claims)
+        ):
+            try:
+                reply = self._token_by_signature()
+            except _Stop as stop:
+                if stop.code != "not_enrolled":  # this collector forgot us: enroll again
+                    raise
+        if reply is None:
+            reply = self._enroll()
+        try:
+            token, ttl = str(reply["token"]), float(reply["expires_in"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _Stop(Outcome.RETRY, "the collector's answer has no token") from exc
+        save_enrolled(
+            self._root, endpoint=self.cfg.endpoint, device=self.device, reply=reply,
+            sent=self.claims,
+        )  # fmt: skip
+        expires = time.time() + ttl
+        body = {"endpoint": self.cfg.endpoint, "device": self.device, "token": token}
+        atomic_write(self._token_path(), json.dumps({**body, "expires_at": expires}).encode())
+        self._token, self._token_expires = token, expires
+        self._clear_revoked()
+        return token
+
+    def _challenge(self) -> str:
+        resp = self._request("POST", "/v1/auth/challenge", json={})
+        self._check_auth(resp, "challenge", 200)
+        try:
+            return str(resp.json()["challenge"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _Stop(Outcome.RETRY, "challenge answer has no challenge") from exc
+
+    def _token_by_signature(self) -> dict[str, Any]:
+        assert self.key is not None
+        challenge = self._challenge()
+        resp = self._request(
+            "POST",
+            "/v1/auth/token",
+            json={
+                "device": self.device,
+                "challenge": challenge,
+                "signature": self.key.sign("token", challenge),
+            },
+        )
+        self._check_auth(resp, "token", 200)
+        return dict(resp.json())
+
+    def _enroll(self) -> dict[str, Any]:
+        assert self.key is not None and self.claims is not None
         secret = self.cfg.enroll_secret.get_secret_value()
         if not secret:
             raise _Stop(Outcome.RETRY, "upload.enroll_secret is not set: cannot enroll")
         self.state = "enrolling"
+        challenge = self._challenge()
         resp = self._request(
             "POST",
             "/v1/enroll",
-            json={"device": self.device, "agent": __version__},
+            json={
+                "public_key": b64encode(self.key.public),
+                "challenge": challenge,
+                "signature": self.key.sign("enroll", challenge, self.claims),
+                "claims": self.claims,
+                "agent": __version__,
+            },
             headers={"Authorization": f"Bearer {secret}"},
         )
-        if resp.status_code != 201:  # a config problem or an outage: keep the data, retry
-            retry_after = None
-            if resp.status_code in RETRY_AFTER_STATUSES:
-                retry_after = parse_retry_after(resp.headers.get("retry-after"))
-            raise _Stop(
-                Outcome.RETRY,
-                f"enroll refused: HTTP {resp.status_code} {_why(resp)}",
-                retry_after,
-            )
-        try:
-            token = str(resp.json()["token"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise _Stop(Outcome.RETRY, "enroll answer has no token") from exc
-        (self._root / "state").mkdir(mode=0o700, parents=True, exist_ok=True)
-        body = {"endpoint": self.cfg.endpoint, "device": self.device, "token": token}
-        atomic_write(self._token_path(), json.dumps(body).encode())
+        self._check_auth(resp, "enroll", 201)
         self.enrollments += 1
-        self._token = token
-        return token
+        return dict(resp.json())
+
+    def _check_auth(self, resp: httpx.Response, what: str, expected: int) -> None:
+        """Enrollment and token answers: revoked stops; anything else keeps the data, retries."""
+        if resp.status_code == expected:
+            return
+        code = _code(resp)
+        outcome = classify_status(resp.status_code, code)
+        retry_after = None
+        if resp.status_code in RETRY_AFTER_STATUSES:
+            retry_after = parse_retry_after(resp.headers.get("retry-after"))
+        outcome = Outcome.REVOKED if outcome is Outcome.REVOKED else Outcome.RETRY
+        raise _Stop(
+            outcome, f"{what} refused: HTTP {resp.status_code} {_why(resp)}", retry_after, code
+        )
 
     def _forget_token(self) -> None:
         self._token = None
+        self._token_expires = 0.0
         self._token_path().unlink(missing_ok=True)
 
     # -- HTTP ----------------------------------------------------------------------------
@@ -409,13 +651,14 @@ class Uploader:
         return {"Authorization": f"Bearer {self._token}"}
 
     def _check(self, resp: httpx.Response, what: str) -> None:
-        outcome = classify_status(resp.status_code)
+        code = _code(resp) if resp.status_code in (401, 403) else None
+        outcome = classify_status(resp.status_code, code)
         if outcome is Outcome.OK:
             return
         retry_after = None
         if resp.status_code in RETRY_AFTER_STATUSES:
             retry_after = parse_retry_after(resp.headers.get("retry-after"))
-        raise _Stop(outcome, f"{what}: HTTP {resp.status_code} {_why(resp)}", retry_after)
+        raise _Stop(outcome, f"{what}: HTTP {resp.status_code} {_why(resp)}", retry_after, code)
 
     def _body(self, data: bytes) -> bytes | Iterator[bytes]:
         if self.cfg.max_kbps <= 0:
@@ -656,6 +899,15 @@ class Uploader:
             self._uploaded_total = int(saved.get("uploaded_total") or 0)
             self.last_success = saved.get("last_success")
             self.last_error = saved.get("last_error")
+
+
+def _code(resp: httpx.Response) -> str | None:
+    """The collector's machine-readable ``code`` in an error answer, if any."""
+    with contextlib.suppress(ValueError, AttributeError):
+        code = resp.json().get("code")
+        if isinstance(code, str):
+            return code
+    return None
 
 
 def _why(resp: httpx.Response) -> str:
