@@ -97,7 +97,10 @@ def test_machine_dirs_are_fixed_per_os() -> None:
         ('[schedule]\nhours = { someday = ["09:00-10:00"] }\n', "unknown weekday 'someday'"),
         ('[schedule]\ntimezone = "Mars/Olympus"\n', "unknown time zone 'Mars/Olympus'"),
         ('[upload]\nendpoint = "ftp://x"\n', "upload.endpoint: 'ftp://x' is not an http(s) URL"),
-        ('[upload]\nendpoint = "https://c.example"\n', "identity.org_key must be set"),
+        (
+            '[upload]\nendpoint = "http://c.example"\n',
+            "upload: endpoint 'http://c.example' is plain http:// to another host",
+        ),
         ("capture = 3\n", "capture: expected a table, got 3"),
     ],
 )

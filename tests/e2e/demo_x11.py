@@ -28,7 +28,6 @@ keystrokes = "redacted"      # the default: key kinds and shortcuts, never chara
 screenshots = true           # on click, on focus, after typing (for the dataset's observations)
 
 [identity]
-org_key = "demo-org-key-0123456789"
 org = "demo"
 
 [upload]

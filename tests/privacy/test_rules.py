@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,8 +12,9 @@ from deskcorder.capture.exclusions import is_password_manager, is_private_browsi
 from deskcorder.capture.gates import Gates
 from deskcorder.capture.schedule import WorkHours, schedule_check
 from deskcorder.capture.secure_input import SecureInputMonitor, effective_keystrokes
+from deskcorder.errors import DeskcorderError
 from deskcorder.events import WindowInfo
-from deskcorder.identity import identities, pseudonym
+from deskcorder.identity import identities
 from deskcorder.platform import select_backend
 from deskcorder.platform.linux import secure_input
 from deskcorder.platform.windows import secure_input as win_secure_input
@@ -134,18 +136,29 @@ def test_disabled_schedule_allows_all_and_gates_use_it() -> None:
     assert gates.blocked_reason() is None
 
 
-def test_pseudonyms_are_keyed_and_stable() -> None:
-    a = pseudonym("user", "m:alice", "k1")
-    assert a == pseudonym("user", "m:alice", "k1") and a.startswith("u-") and len(a) == 34
-    assert a != pseudonym("user", "m:alice", "k2") != pseudonym("user", "m:bob", "k1")
-    ids = identities(Identity(org_key="secret"))  # type: ignore[arg-type]
-    assert ids.mode == "pseudonymous" and ids.user.startswith("u-")
-    assert ids.device.startswith("d-")
+def test_identities_come_from_the_key_and_the_collector(tmp_path: Path) -> None:
+    """No pseudonym on the workstation before the collector gives one; an org key changes
+    nothing (it is ignored); the device id is the key's."""
     import getpass
 
-    assert getpass.getuser() not in ids.user
-    named = identities(Identity(mode="named"))
-    assert named.user == getpass.getuser()
+    from deskcorder.identity import save_enrolled
+
+    ids = identities(Identity(org_key="secret"), tmp_path)  # type: ignore[arg-type]
+    assert ids.mode == "pseudonymous" and ids.user is None and ids.machine is None
+    assert ids.device.startswith("d-") and len(ids.device) == 34
+    key = tmp_path / "state" / "identity-key.pem"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert identities(Identity(), tmp_path).device == ids.device  # the same key, kept
+    reply = {"mode": "pseudonymous", "user": "u-" + "1" * 32, "machine": "m-" + "2" * 32}
+    save_enrolled(tmp_path, endpoint="https://c", device=ids.device, reply=reply, sent={})
+    known = identities(Identity(), tmp_path)
+    assert (known.user, known.machine) == (reply["user"], reply["machine"])
+    assert getpass.getuser() not in str(known)
+    named = identities(Identity(mode="named"), tmp_path)
+    assert named.user == getpass.getuser() and named.device == ids.device
+    key.chmod(0o644)  # readable by others: refused, never used
+    with pytest.raises(DeskcorderError, match="readable by other users"):
+        identities(Identity(), tmp_path)
 
 
 def test_full_degrades_without_probe() -> None:

@@ -102,6 +102,13 @@ def test_two_os_users_upload_side_by_side_without_a_401(
     two_users: list[OsUser], shared_root: Path, tmp_path: Path
 ) -> None:
     collector = CollectorProc(tmp_path).start()
+    try:
+        _two_agents(two_users, shared_root, collector)
+    finally:
+        collector.stop()
+
+
+def _two_agents(two_users: list[OsUser], shared_root: Path, collector: CollectorProc) -> None:
     policy = shared_root / "policy.toml"
     policy.write_text(
         f"""
@@ -155,7 +162,7 @@ chunk_max_age_s = 1
             errors.append(proc.stderr.read())
             proc.stderr.close()
     metrics = collector.admin("GET", "/metrics").text
-    collector.stop()
+    collector.stop()  # to read its index
     assert 'status="401"' not in metrics, metrics
     assert all("401" not in err for err in errors), errors
     assert all(state["last_error"] is None for state in states), states

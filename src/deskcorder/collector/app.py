@@ -373,9 +373,10 @@ class Collector:
         """
         self._limit_client(request)
         raw = await self._json_body(request)
-        registered, _ = await self._by_signature(raw, "erase")
+        registered, issued = await self._by_signature(raw, "erase")
         device = registered["device"]
         self._limit(self.write_limit, device)
+        await anyio.to_thread.run_sync(self.store.consume_challenge, device, int(issued))
         counts = await anyio.to_thread.run_sync(self.store.erase_device_data, device)
         return JSONResponse({"device": device, "erased": counts})
 

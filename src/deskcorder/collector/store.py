@@ -342,6 +342,17 @@ class Store:
         if cur.rowcount != 1:
             raise Rejected(401, "challenge already used; ask for a new one", "challenge_used")
 
+    def consume_challenge(self, device: str, issued: int) -> None:
+        """Use a verified challenge for something other than a token (an erasure)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._use_challenge(device, issued)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
     def enroll(self, e: Enrollment, ttl_s: float) -> str:
         """Register (or re-register) a device whose signature was verified; a new token.
 
