@@ -91,7 +91,10 @@ class CollectorProc:
         (root / "enroll").write_text(ENROLL + "\n")
         (root / "pseudonym-key").write_text(PSEUDONYM_KEY + "\n")
         self.proc: subprocess.Popen[bytes] | None = None
-        self.url = f"http://127.0.0.1:{self.port}"
+        # with --tls-cert: https, verified against ``self.verify`` (set it to the test CA)
+        self.verify: Any = True
+        scheme = "https" if "--tls-cert" in extra else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> CollectorProc:
         self.proc = subprocess.Popen(
@@ -116,7 +119,11 @@ class CollectorProc:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        wait_until(self.healthy, 20, "the collector to answer /healthz")
+        try:
+            wait_until(self.healthy, 20, "the collector to answer /healthz")
+        except BaseException:
+            self.kill()
+            raise
         return self
 
     def healthy(self) -> bool:
@@ -125,7 +132,8 @@ class CollectorProc:
             assert self.proc.stderr is not None
             raise AssertionError(f"collector exited: {self.proc.stderr.read().decode()}")
         try:
-            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+            resp = httpx.get(self.url + "/healthz", timeout=1, verify=self.verify)
+            return resp.status_code == 200
         except httpx.TransportError:
             return False
 
@@ -152,7 +160,9 @@ class CollectorProc:
     # -- client helpers --------------------------------------------------------------
     def admin(self, method: str, path: str, **kw: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {ADMIN}", **kw.pop("headers", {})}
-        return httpx.request(method, self.url + path, headers=headers, timeout=10, **kw)
+        return httpx.request(
+            method, self.url + path, headers=headers, timeout=10, verify=self.verify, **kw
+        )
 
     def enroll(self, key: DeviceKey = TEST_KEY, claims: dict[str, str] | None = None) -> str:
         """Enroll ``key`` as a real agent does (signed challenge); its device token."""

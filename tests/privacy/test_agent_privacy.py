@@ -157,7 +157,9 @@ def test_agent_end_to_end_privacy_controls(cli: Cli, tmp_path: Path) -> None:
     ]
     assert kinds[-1] == "end"
     headers = [h for s in list_sessions(spool) for h in s.headers()]
-    assert headers[0]["keystrokes"] == "full" and headers[0]["user"].startswith("u-")
+    # kept locally, never enrolled: no pseudonyms yet (the collector would give them)
+    assert headers[0]["keystrokes"] == "full" and headers[0]["user"] is None
+    assert headers[0]["device"].startswith("d-") and headers[0]["machine"] is None
 
 
 def test_full_degrades_to_redacted_without_probe(tmp_path: Path) -> None:

@@ -53,6 +53,14 @@ def test_state_and_title(status: dict[str, Any], state: str, title: str) -> None
     assert icon_title(status) == title
 
 
+def test_title_carries_the_agent_alerts() -> None:
+    """A revoked device (or a withdrawn consent) shows in the tray, while recording goes on."""
+    line = "uploads stopped: the collector's administrator revoked this device"
+    status = {"recording": True, "alerts": [line]}
+    assert tray_state(status) == RECORDING
+    assert icon_title(status) == f"deskcorder: recording; {line}"
+
+
 def test_icons_differ_per_state() -> None:
     images = {s: icon_image(s).tobytes() for s in (RECORDING, PAUSED, EXCLUDED, BLOCKED)}
     assert len(set(images.values())) == 4

@@ -373,6 +373,8 @@ class Collector:
         """
         self._limit_client(request)
         raw = await self._json_body(request)
+        if not isinstance(raw, dict) or not {"device", "challenge", "signature"} <= raw.keys():
+            return _error(401, "a challenge signed by the device key is required")
         registered, issued = await self._by_signature(raw, "erase")
         device = registered["device"]
         self._limit(self.write_limit, device)

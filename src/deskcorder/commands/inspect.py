@@ -172,15 +172,26 @@ def local_state(spool: Path) -> dict[str, Any]:
     from deskcorder.storage.approval import is_approved
     from deskcorder.storage.spool import Spool
 
+    from deskcorder.identity import enrolled
+
     chunks = Spool(spool).sealed_chunks()
     approved = sum(1 for c in chunks if is_approved(c))
+    known = enrolled(spool)
     return {
+        "identity": {k: known.get(k) for k in ("device", "user", "machine", "endpoint")},
         "consent_receipts": [r.data for r in receipts(spool)],
         "review": {"sealed_chunks": len(chunks), "approved": approved},
     }
 
 
 def write_local_state(local: dict[str, Any], out: TextIO) -> None:
+    ids = local["identity"]
+    if ids.get("device"):
+        out.write(
+            f"Identity: device {ids['device']}; the collector at {ids['endpoint']} knows you as "
+            f"user {ids['user']} on machine {ids['machine']} (pseudonyms it derived; it keeps "
+            "no login name or machine id)\n"
+        )
     found = local["consent_receipts"]
     if found:
         last = found[-1]
