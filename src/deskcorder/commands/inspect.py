@@ -169,10 +169,9 @@ def inspect_spool(
 def local_state(spool: Path) -> dict[str, Any]:
     """Consent receipts and review state kept on this machine (privacy, issue 5)."""
     from deskcorder.capture.consent import receipts
+    from deskcorder.identity import enrolled
     from deskcorder.storage.approval import is_approved
     from deskcorder.storage.spool import Spool
-
-    from deskcorder.identity import enrolled
 
     chunks = Spool(spool).sealed_chunks()
     approved = sum(1 for c in chunks if is_approved(c))
