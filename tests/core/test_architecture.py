@@ -30,6 +30,7 @@ BELOW_AGENT = (
     "events",
     "errors",
     "identity",
+    "devicekey",
 )
 # where per-OS code may live: the platform backends, the login-service installers,
 # the collector's own OS tuning, and the machine policy's per-OS paths and stores

@@ -486,7 +486,7 @@ class Uploader:
         if first:
             log.error("upload: %s; %s", message, line)
             with contextlib.suppress(Exception):
-                from deskcorder.platform.notify import send_notification
+                from deskcorder.platform.desktop import send_notification
 
                 send_notification("deskcorder: uploads stopped", line, "critical")
 
