@@ -27,6 +27,8 @@ from deskcorder.capture.pipeline import Pipeline
 from deskcorder.capture.privacy import PrivacyComponent
 from deskcorder.capture.screenshots import ScreenshotComponent
 from deskcorder.control.channel import ControlServer, runtime_dir
+from deskcorder.devicekey import load_or_create
+from deskcorder.devicekey import saved as key_saved
 from deskcorder.errors import AlreadyRunning, DeskcorderError
 from deskcorder.events import FORMAT_NAME, FORMAT_VERSION, RAW_CONTROL
 from deskcorder.host import CaptureGates, Component, Observer, Raw
@@ -205,6 +207,9 @@ class Agent:
             .replace("+00:00", "Z")
         )
         cap = self.policy.capture
+        state = self.spool.root / "state"
+        if not key_saved(state):  # made on a full disk at start: save it now, with this chunk
+            load_or_create(state)
         ids = identities(self.policy.identity, self.spool.root, self.device_id)
         return {
             "format": FORMAT_NAME,

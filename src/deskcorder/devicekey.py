@@ -23,6 +23,7 @@ import binascii
 import contextlib
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from deskcorder.errors import DeskcorderError
+
+log = logging.getLogger(__name__)
 
 KEY_FILE = "identity-key.pem"
 PROTOCOL = "deskcorder-auth-v1"
@@ -149,22 +152,32 @@ class DeviceKey:
         return cls(private)
 
 
+_UNSAVED: dict[Path, DeviceKey] = {}  # keys made while their folder could not be written
+
+
 def load_or_create(state_dir: Path) -> DeviceKey:
     """This agent's key (``<state>/identity-key.pem``), created at first start.
 
     A key file readable by others is refused (someone could have copied it):
     the error names the file; deleting it gives this agent a new device id.
+    When the key cannot be written (a full or read-only disk at the first
+    start), the new key is kept in memory for this process, which goes on
+    (it writes nothing else either until there is space), and every later
+    call tries to save that same key again; ``saved`` tells whether it is on disk.
     """
     path = Path(state_dir) / KEY_FILE
     if not path.exists():
-        key = DeviceKey.generate()
+        key = _UNSAVED.get(path) or DeviceKey.generate()
         try:
             key.save(path)
         except FileExistsError:  # another process made it at the same instant
-            pass
+            _UNSAVED.pop(path, None)
         except OSError as exc:
-            raise DeskcorderError(f"{path}: cannot write the identity key: {exc.strerror}") from exc
+            _UNSAVED[path] = key
+            log.warning("%s: cannot write the identity key yet: %s", path, exc.strerror)
+            return key
         else:
+            _UNSAVED.pop(path, None)
             return key
     if os.name == "posix" and path.stat().st_mode & 0o077:
         raise DeskcorderError(
@@ -172,3 +185,8 @@ def load_or_create(state_dir: Path) -> DeviceKey:
             "copied; delete it (this agent then enrolls as a new device)"
         )
     return DeviceKey.load(path)
+
+
+def saved(state_dir: Path) -> bool:
+    """False while this process holds a key it could not write yet."""
+    return Path(state_dir) / KEY_FILE not in _UNSAVED
