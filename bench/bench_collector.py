@@ -4,6 +4,12 @@ Usage (from the repository root, with the [collector] extra installed):
 
     .venv/bin/python bench/bench_collector.py [--puts 3000] [--rounds 3]
         [--concurrency 16,64] [--bodies synthetic,agent] [--upload-mb 100] [--data DIR]
+        [--compare OTHER_CHECKOUT/src]
+
+With ``--compare``, a second collector runs from another checkout's code (its
+``src/`` folder on PYTHONPATH, e.g. a clone of main with the C line scanner
+built) and the two take turns round by round on the same chunks, so a change
+is measured against its baseline in one run on the same machine state.
 
 Starts ``deskcorder collector serve`` as a real process on a loopback port.
 Part 1 sends distinct, valid 64 KiB chunks (a new session/seq each, so every
@@ -162,10 +168,14 @@ def _wait_listening(proc: subprocess.Popen[bytes], port: int) -> None:
     raise SystemExit("the baseline server did not start")
 
 
-def start_collector(data: Path, port: int) -> subprocess.Popen[bytes]:
+def start_collector(data: Path, port: int, src: Path | None = None) -> subprocess.Popen[bytes]:
+    """``collector serve`` on ``data``; from the checkout ``src`` (its src/ folder) if given."""
     (data.parent / "admin").write_text(ADMIN)
     (data.parent / "enroll").write_text(ENROLL)
     (data.parent / "pseudonym-key").write_text(PSEUDONYM_KEY)
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "deskcorder", "collector", "serve",
@@ -178,6 +188,7 @@ def start_collector(data: Path, port: int) -> subprocess.Popen[bytes]:
             "--device-writes-per-s", "1000000",
         ],
         stdout=subprocess.DEVNULL,
+        env=env,
     )  # fmt: skip
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -340,6 +351,24 @@ def bench_puts(
     }
 
 
+def merge_rounds(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One cell's figures from its rounds measured one at a time (``bench_puts``)."""
+    rounds = [r["rounds"][0] for r in results]
+    cpu = [r["cpu_rounds"][0] for r in results]
+    steals = [r["steal"] for r in results if r["steal"] is not None]
+    return {
+        "puts": sum(r["puts"] for r in results),
+        "stored": sum(r["stored"] for r in results),
+        "mean_kib": statistics.mean(r["mean_kib"] for r in results),
+        "rounds": rounds,
+        "median": statistics.median(rounds),
+        "cpu_ms": statistics.median(cpu),
+        "cpu_rounds": cpu,
+        "sys_rounds": [r["sys_rounds"][0] for r in results],
+        "steal": statistics.mean(steals) if steals else None,
+    }
+
+
 def bench_uploader(port: int, work: Path, total_mb: int, server_pid: int) -> dict[str, float]:
     spool = work / "spool"
     session = "20261127T010000Z-0000beef"
@@ -382,6 +411,13 @@ def main() -> int:
     parser.add_argument("--upload-mb", type=int, default=100)
     parser.add_argument("--data", type=Path, help="collector data folder's parent (default: tmp)")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="SRC",
+        help="also run the collector of another checkout's src/ folder (PYTHONPATH), the two "
+        "taking turns round by round on the same chunks",
+    )
     args = parser.parse_args()
     conns = [int(c) for c in args.concurrency.split(",")]
     kinds = args.bodies.split(",")
@@ -408,41 +444,61 @@ def main() -> int:
     finally:
         noop.terminate()
         noop.wait(10)
-    port = args.port or _free_port()
-    proc = start_collector(work / "data", port)
+    servers = (
+        {"this checkout": None}
+        if args.compare is None
+        else {"this checkout": None, f"--compare {args.compare}": args.compare}
+    )
+    procs: dict[str, tuple[subprocess.Popen[bytes], int, str]] = {}
     try:
-        token = enroll(port)
+        for n, (label, src) in enumerate(servers.items()):
+            port = (args.port + n if args.port else 0) or _free_port()
+            proc = start_collector(work / f"data{n}", port, src)
+            procs[label] = (proc, port, enroll(port))
         for key, rounds in bodies.items():
-            puts = bench_puts(port, token, rounds, key[1], proc.pid)
-            per_round = zip(puts["rounds"], puts["cpu_rounds"], puts["sys_rounds"], strict=True)
-            rounds_text = ", ".join(
-                f"{r:.0f} ({c:.2f} ms CPU, {k:.2f} kernel)" for r, c, k in per_round
-            )
-            base_text = ", ".join(f"{r:.0f}" for r in base[key]["rounds"])
-            steal = "n/a" if puts["steal"] is None else f"{100 * puts['steal']:.1f} %"
+            by_label: dict[str, list[dict[str, Any]]] = {label: [] for label in procs}
+            for r, one_round in enumerate(rounds):  # the servers take turns, round by round
+                order = list(procs) if r % 2 == 0 else list(reversed(procs))
+                for label in order:
+                    proc, port, token = procs[label]
+                    by_label[label].append(bench_puts(port, token, [one_round], key[1], proc.pid))
+            for label, results in by_label.items():
+                puts = merge_rounds(results)
+                per_round = zip(puts["rounds"], puts["cpu_rounds"], puts["sys_rounds"], strict=True)
+                rounds_text = ", ".join(
+                    f"{r:.0f} ({c:.2f} ms CPU, {k:.2f} kernel)" for r, c, k in per_round
+                )
+                base_text = ", ".join(f"{r:.0f}" for r in base[key]["rounds"])
+                steal = "n/a" if puts["steal"] is None else f"{100 * puts['steal']:.1f} %"
+                who = "" if len(procs) == 1 else f"[{label}] "
+                print(
+                    f"{who}collector, {key[0]} chunks of {puts['mean_kib']:.1f} KiB, {key[1]} "
+                    f"connections, 1 worker: {puts['puts']:.0f} PUTs ({puts['stored']:.0f} "
+                    f"stored), median {puts['median']:.0f} PUTs/s = "
+                    f"{puts['median'] * puts['mean_kib'] * 1024 / 1e6:.1f} MB/s; rounds (PUTs/s, "
+                    f"server CPU per PUT): {rounds_text}; same-run do-nothing ASGI app: median "
+                    f"{base[key]['median']:.0f} PUTs/s (rounds: {base_text}); host steal {steal}"
+                )
+        for label, (proc, port, _token) in procs.items():
+            if args.upload_mb <= 0:
+                break
+            up = bench_uploader(port, work / f"up-{len(label)}", args.upload_mb, proc.pid)
+            who = "" if len(procs) == 1 else f"[{label}] "
             print(
-                f"collector, {key[0]} chunks of {puts['mean_kib']:.1f} KiB, {key[1]} "
-                f"connections, 1 worker: {puts['puts']:.0f} PUTs ({puts['stored']:.0f} stored), "
-                f"median {puts['median']:.0f} PUTs/s = "
-                f"{puts['median'] * puts['mean_kib'] * 1024 / 1e6:.1f} MB/s; rounds (PUTs/s, "
-                f"server CPU per PUT): {rounds_text}; same-run do-nothing ASGI app: median "
-                f"{base[key]['median']:.0f} PUTs/s (rounds: {base_text}); host steal {steal}"
+                f"{who}uploader: {up['chunks']:.0f} chunks, {up['mb']:.1f} MB in "
+                f"{up['seconds']:.2f} s = {up['mb_per_s']:.1f} MB/s to a loopback collector; "
+                f"CPU: uploader (this process, incl. polling) {up['uploader_cpu_s']:.2f} s, "
+                f"collector {up['server_cpu_s']:.2f} s"
             )
-        up = bench_uploader(port, work, args.upload_mb, proc.pid)
-        print(
-            f"uploader: {up['chunks']:.0f} chunks, {up['mb']:.1f} MB in {up['seconds']:.2f} s = "
-            f"{up['mb_per_s']:.1f} MB/s to a loopback collector; CPU: uploader (this "
-            f"process, incl. polling) {up['uploader_cpu_s']:.2f} s, collector "
-            f"{up['server_cpu_s']:.2f} s"
-        )
         print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        for proc, _port, _token in procs.values():
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -9,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.services import FleetTarget, Postgres, SeaweedFS
 
 
 @pytest.fixture(autouse=True)
@@ -50,3 +53,62 @@ def cli(_runtime_dir: Path) -> Iterator[Cli]:
     env = dict(os.environ)
     env["DESKCORDER_RUNTIME_DIR"] = str(_runtime_dir)
     yield Cli(env)
+
+
+# -- SeaweedFS and PostgreSQL, once per test session (tests/services.py) --------------------
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """A real S3 server (SeaweedFS), started once for the whole session."""
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL cluster, started once for the whole session."""
+    server = Postgres()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+_fleet_ids = itertools.count()
+
+
+class FleetFactory:
+    """Fleet backends for one test: each a fresh bucket prefix and a fresh database."""
+
+    def __init__(self, seaweedfs: SeaweedFS, postgres: Postgres) -> None:
+        self.seaweedfs = seaweedfs
+        self.postgres = postgres
+
+    def __call__(self, *, migrated: bool = True) -> FleetTarget:
+        name = f"t{os.getpid()}_{next(_fleet_ids)}"
+        target = FleetTarget(
+            store=f"s3://{self.seaweedfs.bucket}/{name}",
+            endpoint=self.seaweedfs.endpoint,
+            db=self.postgres.create_database(name),
+            env={**self.seaweedfs.env, **self.postgres.env},
+            seaweedfs=self.seaweedfs,
+            prefix=name,
+        )
+        if migrated:
+            target.migrate()
+        return target
+
+
+@pytest.fixture
+def fleet_factory(seaweedfs: SeaweedFS, postgres: Postgres) -> FleetFactory:
+    return FleetFactory(seaweedfs, postgres)
+
+
+@pytest.fixture
+def fleet(fleet_factory: FleetFactory) -> FleetTarget:
+    """A migrated fleet backend of this test's own (bucket prefix + database)."""
+    return fleet_factory()

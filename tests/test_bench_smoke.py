@@ -75,3 +75,41 @@ def test_collector_bench_runs_both_chunk_kinds_end_to_end(tmp_path: Path) -> Non
     assert any(line.startswith("collector, agent chunks of 6") for line in cells), cells
     assert any(line.startswith("uploader: ") for line in lines), out.stdout
     assert not list(tmp_path.iterdir())  # the bench cleans up after itself
+
+
+def test_fleet_clients_bench_runs_end_to_end() -> None:
+    """bench_fleet_clients.py on a tiny load: every S3 and PostgreSQL figure printed."""
+    bench = BENCH.parent / "bench_fleet_clients.py"
+    out = subprocess.run(
+        [sys.executable, str(bench), "--puts", "40", "--rows", "64", "--conns", "4"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=240,
+    ).stdout
+    # every PUT stored, and every conditional PUT of an existing key answered 412
+    assert re.search(r"obstore \(threads\), conditional PUT, exists .*\(40/40 as expected\)", out)
+    assert re.search(r"psycopg \+ pool, 32 rows per commit \(unnest\) +\d+/s", out), out
+
+
+def test_fleet_bench_runs_end_to_end() -> None:
+    """bench_fleet.py on a tiny load: both parts, every configuration, every figure."""
+    bench = BENCH.parent / "bench_fleet.py"
+    out = subprocess.run(
+        [
+            sys.executable, str(bench), "--puts", "40", "--rounds", "1", "--agents", "6",
+            "--chunks-per-agent", "2", "--instances", "1,2", "--clients", "1",
+            "--deadline", "60", "--bodies", "synthetic",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout  # fmt: skip
+    assert re.search(r"target, local: median \d+ PUTs/s", out), out
+    assert re.search(r"target, fleet: median \d+ PUTs/s .* collector CPU per PUT", out), out
+    for config in ("local, 1 instance:", "fleet, 1 instance:", "fleet, 2 instances:"):
+        (line,) = [x for x in out.splitlines() if x.startswith(config)]
+        assert line.startswith(f"{config} 12 PUTs in "), line
+        assert "NOT delivered" not in line and "p99" in line, line
+    assert "collector 1 " in out and "postgresql " in out and "seaweedfs " in out

@@ -97,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("collector", help="run the reference collection server")
     csub = p.add_subparsers(dest="collector_command", metavar="ACTION", parser_class=_Parser)
     cs = csub.add_parser("serve", help="serve the collector API (needs the [collector] extra)")
-    cs.add_argument("--data", metavar="DIR", type=Path, required=True, help="storage folder")
+    where = cs.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", metavar="DIR", type=Path, help="storage folder (local backend)")
+    where.add_argument("--store", metavar="s3://BUCKET/PREFIX", help="bucket (fleet backend)")
+    _add_fleet(cs)
     cs.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     cs.add_argument("--port", type=int, default=8787, help="TCP port (default 8787; 0 = any)")
     cs.add_argument("--admin-token-file", metavar="F", type=Path, help="admin bearer token")
@@ -123,6 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument(
         "--device-writes-per-s", type=float, default=50.0, help="writes per device (0 = no limit)"
     )
+    cs.add_argument(
+        "--shutdown-timeout", type=float, default=30.0, metavar="S",
+        help="on SIGTERM, how long requests in progress may take to finish (default 30)",
+    )  # fmt: skip
+    cs.add_argument(
+        "--retain-days", type=float, metavar="N",
+        help="delete sessions whose last chunk arrived more than N days ago (audited)",
+    )  # fmt: skip
     cs.set_defaults(func=cmd_collector_serve)
     cp = csub.add_parser("person", help="every pseudonym of a login (data-subject requests)")
     cp.add_argument("login", help="the person's login name")
@@ -134,6 +145,21 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--export", metavar="FILE", type=Path, help="write all their data (JSONL)")
     act.add_argument("--erase", action="store_true", help="erase all their data")
     cp.set_defaults(func=cmd_collector_person)
+    cm = csub.add_parser("migrate", help="create or upgrade the fleet backend's database schema")
+    cm.add_argument("--db", metavar="URL", required=True, help="postgresql://USER@HOST:PORT/DB")
+    cm.add_argument("--db-password-file", metavar="F", type=Path, help="the database password")
+    cm.set_defaults(func=cmd_collector_migrate)
+    cc = csub.add_parser("copy", help="copy a local collector's data into the fleet backend")
+    cc.add_argument("--from", dest="source", metavar="DIR", type=Path, required=True,
+                    help="the local collector's --data folder (read only)")  # fmt: skip
+    cc.add_argument("--to-store", metavar="s3://BUCKET/PREFIX", required=True)
+    cc.add_argument("--to-db", metavar="URL", required=True, help="postgresql://USER@HOST:PORT/DB")
+    cc.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint (default: AWS)")
+    cc.add_argument("--s3-region", metavar="R", help="S3 region")
+    cc.add_argument("--s3-credentials-file", metavar="F", type=Path, help="AWS_... lines")
+    cc.add_argument("--db-password-file", metavar="F", type=Path, help="the database password")
+    cc.add_argument("--workers", type=int, default=8, help="objects uploaded at once (default 8)")
+    cc.set_defaults(func=cmd_collector_copy)
 
     p = sub.add_parser("consent", help="show, accept or withdraw the recording notice")
     p.add_argument("action", choices=["show", "accept", "withdraw"])
@@ -281,6 +307,32 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_fleet(p: argparse.ArgumentParser) -> None:
+    """The fleet backend's options (secrets come from the environment or files only)."""
+    p.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint (default: AWS)")
+    p.add_argument("--s3-region", metavar="R", help="S3 region (default: AWS_REGION or us-east-1)")
+    p.add_argument(
+        "--s3-credentials-file", metavar="F", type=Path, help="AWS_ACCESS_KEY_ID=... lines"
+    )
+    p.add_argument("--db", metavar="URL", help="postgresql://USER@HOST:PORT/DB (fleet backend)")
+    p.add_argument("--db-password-file", metavar="F", type=Path, help="the database password")
+
+
+def _fleet_config(args: argparse.Namespace) -> Any:
+    from deskcorder.collector.backends.fleet import FleetConfig
+
+    if args.db is None:
+        raise UsageError("--store needs --db postgresql://USER@HOST:PORT/DB")
+    return FleetConfig.from_args(
+        args.store,
+        args.s3_endpoint,
+        args.db,
+        region=args.s3_region,
+        credentials_file=args.s3_credentials_file,
+        db_password_file=args.db_password_file,
+    )
+
+
 def cmd_collector_serve(args: argparse.Namespace) -> int:
     from deskcorder.collector.app import Security
     from deskcorder.collector.base import Limits
@@ -299,20 +351,38 @@ def cmd_collector_serve(args: argparse.Namespace) -> int:
         writes_per_s=args.device_writes_per_s,
         write_burst=max(1.0, args.device_writes_per_s * 10),
     )
+    if not 0 < args.shutdown_timeout <= 3600:
+        raise UsageError("--shutdown-timeout must be between 0 and 3600 seconds")
+    if args.retain_days is not None and not args.retain_days > 0:
+        raise UsageError("--retain-days must be positive")
+    limits = Limits(
+        max_chunk_bytes=int(args.max_chunk_mb * 1024 * 1024),
+        max_decompressed_bytes=int(args.max_decompressed_mb * 1024 * 1024),
+    )
+    if args.data is not None:
+        if args.db is not None or args.s3_endpoint is not None:
+            raise UsageError("--db and --s3-endpoint go with --store, not --data")
+        from deskcorder.collector.backends import open_local
+
+        data = args.data
+        opener = lambda: open_local(data, limits)  # noqa: E731
+    else:
+        from deskcorder.collector.backends.fleet import open_fleet
+
+        config = _fleet_config(args)
+        opener = lambda: open_fleet(config, limits)  # noqa: E731
     return serve(
-        args.data,
+        opener,
         args.host,
         args.port,
         admin_token=read_secret(args.admin_token_file, "admin token"),
         enroll_secret=read_secret(args.enroll_secret_file, "enroll secret"),
-        limits=Limits(
-            max_chunk_bytes=int(args.max_chunk_mb * 1024 * 1024),
-            max_decompressed_bytes=int(args.max_decompressed_mb * 1024 * 1024),
-        ),
         access_log=args.access_log,
         security=security,
         tls=tls_files(args.tls_cert, args.tls_key),
         trusted_proxies=args.trusted_proxy,
+        shutdown_timeout=args.shutdown_timeout,
+        retain_days=args.retain_days,
     )
 
 
@@ -326,6 +396,29 @@ def cmd_collector_person(args: argparse.Namespace) -> int:
         args.url, token, args.login, ca_bundle=args.ca_bundle, as_json=args.json,
         export=args.export, erase=args.erase, out=sys.stdout,
     )  # fmt: skip
+
+
+def cmd_collector_copy(args: argparse.Namespace) -> int:
+    from deskcorder.collector.backends.copy import copy_command
+    from deskcorder.collector.backends.fleet import FleetConfig
+
+    if not 1 <= args.workers <= 64:
+        raise UsageError("--workers must be between 1 and 64")
+    config = FleetConfig.from_args(
+        args.to_store,
+        args.s3_endpoint,
+        args.to_db,
+        region=args.s3_region,
+        credentials_file=args.s3_credentials_file,
+        db_password_file=args.db_password_file,
+    )
+    return copy_command(args.source, config, sys.stdout, workers=args.workers)
+
+
+def cmd_collector_migrate(args: argparse.Namespace) -> int:
+    from deskcorder.collector.backends.fleet import migrate_command
+
+    return migrate_command(args.db, args.db_password_file, sys.stdout)
 
 
 def cmd_consent(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from deskcorder.collector.identities import derive
 from deskcorder.devicekey import KEY_FILE, DeviceKey, b64encode
 from deskcorder.events import FORMAT_NAME, FORMAT_VERSION
 from deskcorder.storage.chunk import ChunkWriter, Manifest, iter_lines
+from tests.services import FleetTarget
 from tests.xserver import wait_for
 
 ADMIN = "admin-token-0123456789abcdef"
@@ -82,11 +83,14 @@ def free_port() -> int:
 class CollectorProc:
     """``deskcorder collector serve`` as a real subprocess on a loopback port."""
 
-    def __init__(self, root: Path, port: int | None = None, *extra: str) -> None:
+    def __init__(
+        self, root: Path, port: int | None = None, *extra: str, fleet: FleetTarget | None = None
+    ) -> None:
         self.root = root
         self.data = root / "collector-data"
         self.port = port or free_port()
         self.extra = extra
+        self.fleet = fleet  # the fleet backend (bucket + database) instead of --data
         (root / "admin").write_text(ADMIN + "\n")
         (root / "enroll").write_text(ENROLL + "\n")
         (root / "pseudonym-key").write_text(PSEUDONYM_KEY + "\n")
@@ -97,6 +101,17 @@ class CollectorProc:
         self.url = f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> CollectorProc:
+        self.spawn()
+        try:
+            wait_until(self.healthy, 20, "the collector to answer /healthz")
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def spawn(self) -> None:
+        """Start the process (``start`` also waits until it answers)."""
+        where = ["--data", str(self.data)] if self.fleet is None else self.fleet.args()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -104,8 +119,7 @@ class CollectorProc:
                 "deskcorder",
                 "collector",
                 "serve",
-                "--data",
-                str(self.data),
+                *where,
                 "--port",
                 str(self.port),
                 "--admin-token-file",
@@ -118,13 +132,8 @@ class CollectorProc:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            env={**os.environ, **(self.fleet.env if self.fleet else {})},
         )
-        try:
-            wait_until(self.healthy, 20, "the collector to answer /healthz")
-        except BaseException:
-            self.kill()
-            raise
-        return self
 
     def healthy(self) -> bool:
         assert self.proc is not None
@@ -207,6 +216,7 @@ def chunk_header(
         "seq": seq,
         "device": device,
         "user": user,
+        "agent": "test-agent 1.0",
     }
 
 
@@ -265,3 +275,11 @@ def all_ns(collector: CollectorProc) -> list[int]:
         for _seq, records in sorted(collector.records(info["session"]).items()):
             out.extend(r["n"] for r in records if "n" in r)
     return out
+
+
+def metrics_text(collector: CollectorProc) -> str:
+    """The collector's /metrics; for a fleet cluster, its instances' counters added up."""
+    metrics = getattr(collector, "metrics", None)
+    if callable(metrics):
+        return str(metrics())
+    return collector.admin("GET", "/metrics").text

@@ -36,8 +36,18 @@ from tests.collector.helpers import (
 SESSION = "20261127T031500Z-1a2b3c4d"
 
 
-@pytest.fixture(scope="module")
-def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorProc]:
+@pytest.fixture(scope="module", params=["local", "fleet"])
+def collector(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CollectorProc]:
+    """One collector per backend for the module: local (--data) and fleet (S3 + PostgreSQL)."""
+    fleet = None
+    if request.param == "fleet":
+        from tests.conftest import FleetFactory
+
+        fleet = FleetFactory(
+            request.getfixturevalue("seaweedfs"), request.getfixturevalue("postgres")
+        )()
     proc = CollectorProc(
         tmp_path_factory.mktemp("collector"),
         None,
@@ -45,6 +55,7 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorPro
         "4",
         "--max-decompressed-mb",
         "64",
+        fleet=fleet,
     ).start()
     yield proc
     proc.stop()
@@ -252,6 +263,10 @@ def test_bad_ids_are_refused(
     data, _ = chunk_bytes(tmp_path)
     resp = put(collector, token, data, session, seq)
     assert 400 <= resp.status_code < 500
+    if collector.fleet is not None:  # nothing but chunks/ and blobs/ under the prefix
+        assert all(k.split("/")[0] in ("chunks", "blobs") for k in collector.fleet.object_keys())
+        assert not [k for k in collector.fleet.object_keys() if ".." in k or "%" in k]
+        return
     assert not (collector.data.parent / "etc").exists()
     assert sorted(p.name for p in collector.data.iterdir()) == [
         "blobs",
@@ -352,7 +367,8 @@ def test_bad_bodies_get_4xx_and_the_server_stays_small(
     after = rss_kib(pid)
     assert after - before < 60 * 1024, (before, after)
     assert collector.healthy()
-    assert not list((collector.data / "tmp").iterdir())
+    if collector.fleet is None:
+        assert not list((collector.data / "tmp").iterdir())
 
 
 def test_revoked_device_stays_out_until_readmitted(
@@ -442,7 +458,10 @@ def test_consent_export_and_erase(collector: CollectorProc, tmp_path: Path) -> N
     erased = collector.admin("DELETE", f"/v1/admin/users/{user}")
     assert erased.json()["erased"] == {"sessions": 1, "chunks": 1, "blobs": 1, "receipts": 1}
     assert collector.admin("GET", f"/v1/admin/sessions/{session}").status_code == 404
-    assert not (collector.data / "chunks" / session).exists()
+    if collector.fleet is None:
+        assert not (collector.data / "chunks" / session).exists()
+    else:
+        assert collector.fleet.object_keys(f"chunks/{session}/") == []
     assert collector.admin("GET", f"/v1/admin/users/{user}/export").text == ""
     assert collector.admin("GET", "/v1/admin/users/..%2F/export").status_code in (400, 404)
 

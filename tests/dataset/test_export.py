@@ -269,9 +269,9 @@ def test_episodes_iterator_pairs_observations_with_actions(spool: Path) -> None:
 def collector_data(spool: Path, data: Path) -> Path:
     """A collector data folder holding the spool's chunks and blobs, as the collector stores
     them (its own index and folders; the chunk and blob files byte for byte)."""
-    from deskcorder.collector.store import Store
+    from deskcorder.collector.backends import open_local
 
-    Store(data).close()
+    open_local(data).close()
     for session in (spool / "sessions").iterdir():
         dest = data / "chunks" / session.name
         dest.mkdir(parents=True)

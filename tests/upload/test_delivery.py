@@ -1,4 +1,9 @@
-"""Delivery over real loopback HTTP: a real collector process, the uploader thread, faults.
+"""Delivery over real loopback HTTP: a real collector, the uploader thread, faults.
+
+Every test runs twice: against one local collector process (files + SQLite),
+and against a fleet of three collector instances (SeaweedFS + PostgreSQL)
+behind the test's own round-robin proxy, one request per connection, so a
+chunk's retries land on other instances than its first try.
 
 After every run: every record generated is in the collector exactly once, and
 the spool holds nothing but what policy says (no chunk, no blob, no rejects
@@ -16,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from deskcorder.collector.backends.fleet import chunk_key
 from deskcorder.policy.model import Upload
 from deskcorder.upload import Uploader, pending_chunks, rejected_chunks
 from tests.collector.helpers import (
@@ -27,17 +33,25 @@ from tests.collector.helpers import (
     all_ns,
     install_key,
     make_spool,
+    metrics_text,
     wait_until,
     write_chunk,
 )
+from tests.fleet.cluster import FleetCluster
+from tests.services import FleetTarget
 from tests.upload.faultproxy import FaultProxy
 
 
-@pytest.fixture
-def collector(tmp_path: Path) -> Iterator[CollectorProc]:
-    proc = CollectorProc(tmp_path).start()
-    yield proc
-    proc.stop()
+@pytest.fixture(params=["local", "fleet"])
+def collector(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CollectorProc]:
+    if request.param == "local":
+        proc = CollectorProc(tmp_path)
+    else:
+        proc = FleetCluster(tmp_path / "fleet", request.getfixturevalue("fleet"))
+    try:
+        yield proc.start()
+    finally:
+        proc.stop()
 
 
 @pytest.fixture
@@ -115,10 +129,14 @@ def test_delivers_in_order_blobs_first_and_cleans_the_spool(
     assert status["chunks_uploaded"] == 8 and status["blobs_uploaded"] == 8
     assert status["chunks_pending"] == 0 and status["last_error"] is None
     assert status["last_success"] is not None
-    metrics = collector.admin("GET", "/metrics").text
+    metrics = metrics_text(collector)
     assert "deskcorder_collector_blobs 8" in metrics
     # acknowledged and deleted strictly in order, whatever the window
     assert deleted == order
+    (device,) = collector.admin("GET", "/v1/admin/devices").json()["devices"]
+    assert device["device"] == DEVICE and device["last_seen"] is not None
+    if window == 1:  # the last chunk reported itself as all that was left to send
+        assert device["backlog"]["chunks"] == 1, device
     if window == 1:  # one chunk at a time: they also arrived in order within each session
         sessions = collector.admin("GET", "/v1/admin/sessions").json()["sessions"]
         for info in sessions:
@@ -151,7 +169,7 @@ def test_network_faults_lose_nothing_and_duplicate_nothing(
     assert up.status()["last_error"] is not None
     if window > 1:  # which request meets which fault depends on the timing
         return
-    metrics = collector.admin("GET", "/metrics").text
+    metrics = metrics_text(collector)
     # replies lost or cut after the collector stored a chunk: the retries were duplicates
     # (chunk 0: after truncate:20 and latency; chunk 1: after truncate:5 and pass)
     assert "deskcorder_collector_chunks_duplicate_total 4" in metrics
@@ -256,7 +274,7 @@ def test_refused_chunk_goes_to_rejected_and_others_still_flow(
     assert (spool / "rejected" / session / "000000.manifest.json").exists()
     status = up.status()
     assert status["chunks_rejected"] == 2 and "rejected" in str(status["last_error"])
-    metrics = collector.admin("GET", "/metrics").text
+    metrics = metrics_text(collector)
     assert 'route="chunk_put",status="403"} 1' in metrics  # refused once, never retried
 
 
@@ -424,3 +442,40 @@ def test_blob_sweep_removes_only_old_unreferenced_blobs(tmp_path: Path) -> None:
     assert not orphans[0].exists()  # old and unreferenced
     assert orphans[1].exists()  # too young: may belong to the open chunk
     assert up.blobs_swept == 1
+
+
+def test_one_fleet_instance_sigkilled_mid_stream_and_restarted(
+    fleet: FleetTarget, tmp_path: Path
+) -> None:
+    """Three instances behind the round-robin proxy; one is SIGKILLed while chunks flow (the
+    PUTs it holds get no answer, their retries go to the others) and comes back: every record
+    arrives exactly once, and the bucket holds exactly the acknowledged chunks."""
+    cluster = FleetCluster(tmp_path / "fleet", fleet).start()
+    spool = tmp_path / "spool"
+    expected = make_spool(spool, sessions=3, chunks=12, per_chunk=40, pad=400, blobs=True)
+    victim = cluster.instances[1]
+    up = uploader(spool, cluster.url, max_kbps=900)
+    try:
+        wait_until(lambda: cluster.proxy.served[victim.port] >= 6, 30, "the victim to serve")
+        victim.kill()
+        served = sum(cluster.proxy.served.values())
+        wait_until(lambda: sum(cluster.proxy.served.values()) >= served + 6, 30, "more uploads")
+        assert not drained(spool)  # it was killed mid-stream
+        victim.start()
+        wait_until(lambda: drained(spool), 90, "the spool to drain")
+        assert cluster.proxy.served[victim.port] > 6  # back in the rotation
+        assert_exactly_once(cluster, expected)
+        assert_spool_clean(spool)
+        indexed = {
+            chunk_key(info["session"], c["seq"], c["sha256"])
+            for info in cluster.admin("GET", "/v1/admin/sessions").json()["sessions"]
+            for c in cluster.admin("GET", f"/v1/admin/sessions/{info['session']}").json()[
+                "chunk_list"
+            ]
+        }
+        assert len(indexed) == 36
+        # no object without its row, nor the reverse
+        assert set(fleet.object_keys("chunks/")) == indexed
+    finally:
+        up.stop(5)
+        cluster.stop()

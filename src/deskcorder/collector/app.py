@@ -21,11 +21,9 @@ import hmac
 import json
 import logging
 import re
-import threading
-from collections import Counter
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
@@ -39,9 +37,9 @@ from deskcorder.devicekey import b64decode, device_id, signed_message, verify
 
 from .base import Body, DeviceAuth, Enrollment, Limits, Rejected, revoked_error
 from .identities import Challenges, RateLimiter, derive, person_of, retry_after
+from .metrics import Metrics
 from .store import Store
 from .validate import (
-    LINE_SCANNER,
     parse_seq,
     valid_device,
     valid_session,
@@ -52,6 +50,8 @@ from .validate import (
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+TOKEN_TTL_S = 1.0  # how long a fleet instance trusts a token look-up (see _device_for)
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -77,47 +77,6 @@ class Security:
     enroll_per_minute: float = 60.0  # per client address, for /v1/enroll and /v1/auth/*
     writes_per_s: float = 50.0  # per device, for chunk and blob PUTs, receipts, erasure
     write_burst: float = 500.0
-
-
-class Metrics:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests: Counter[tuple[str, int]] = Counter()
-        self.bytes_received = 0
-        self.chunks_stored = 0
-        self.chunks_duplicate = 0
-        self.blobs_stored = 0
-
-    def request(self, route: str, status: int) -> None:
-        with self._lock:
-            self.requests[(route, status)] += 1
-
-    def render(self, store: Store) -> str:
-        lines = [
-            "# HELP deskcorder_collector_info How this collector runs (line_scanner: c or python).",
-            "# TYPE deskcorder_collector_info gauge",
-            f'deskcorder_collector_info{{line_scanner="{LINE_SCANNER}"}} 1',
-            "# HELP deskcorder_collector_requests_total HTTP requests by route and status.",
-            "# TYPE deskcorder_collector_requests_total counter",
-        ]
-        with self._lock:
-            for (route, status), n in sorted(self.requests.items()):
-                lines.append(
-                    f'deskcorder_collector_requests_total{{route="{route}",status="{status}"}} {n}'
-                )
-            scalars = {
-                "bytes_received_total": self.bytes_received,
-                "chunks_stored_total": self.chunks_stored,
-                "chunks_duplicate_total": self.chunks_duplicate,
-                "blobs_stored_total": self.blobs_stored,
-            }
-        for name, value in scalars.items():
-            lines.append(f"# TYPE deskcorder_collector_{name} counter")
-            lines.append(f"deskcorder_collector_{name} {value}")
-        for table, n in store.counts().items():
-            lines.append(f"# TYPE deskcorder_collector_{table} gauge")
-            lines.append(f"deskcorder_collector_{table} {n}")
-        return "\n".join(lines) + "\n"
 
 
 def _bearer(request: Request) -> str | None:
@@ -150,21 +109,49 @@ class Collector:
         self.enroll_secret = enroll_secret or None
         self.security = security or Security()
         self.metrics = Metrics()
+        self._tokens: dict[str, tuple[DeviceAuth, float]] = {}  # fleet: token -> (auth, until)
+        # what a request may fail with and still get an answer (4xx, or 503 for storage)
+        self.failures: tuple[type[BaseException], ...] = (Rejected, OSError, *store.index_errors)
         self.challenges = Challenges(store.challenge_key())
         per_minute = self.security.enroll_per_minute
         self.enroll_limit = RateLimiter(per_minute / 60.0, per_minute)
         self.write_limit = RateLimiter(self.security.writes_per_s, self.security.write_burst)
 
     # -- helpers -----------------------------------------------------------------------
-    def _device(self, request: Request) -> DeviceAuth | None:
+    async def _device(self, request: Request) -> DeviceAuth | None:
         """The device of the request's token, checked in the index now (no cache)."""
         token = _bearer(request)
-        return self.store.auth(token) if token else None
+        if not token:
+            return None
+        return await self._lookup(self.store.auth, token)  # type: ignore[no-any-return]
 
-    def _device_for(self, authorization: str) -> DeviceAuth | None:
-        """The same for the chunk PUT: may answer from the token cache (see Store.auth)."""
+    async def _device_for(self, authorization: str) -> DeviceAuth | None:
+        """The same for the chunk PUT: may answer from a token cache. The local index keeps
+        its own (see LocalIndex.auth); a networked one (fleet) is asked in a worker thread
+        and its answers are kept here for at most ``TOKEN_TTL_S``. A revocation is caught
+        either way: the commit of every chunk batch checks the device in the index."""
         token = _bearer_token(authorization)
-        return self.store.auth(token, cached=True) if token else None
+        if not token:
+            return None
+        if not self.store.index.blocking_lookups:
+            return self.store.auth(token, cached=True)
+        now = time.monotonic()
+        hit = self._tokens.get(token)
+        if hit is not None and hit[1] > now and hit[0].expires > time.time():
+            return hit[0]
+        found = await anyio.to_thread.run_sync(self.store.auth, token)
+        if found is not None:
+            if len(self._tokens) > 100_000:
+                self._tokens.clear()
+            self._tokens[token] = (found, now + TOKEN_TTL_S)
+        return found
+
+    async def _lookup(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``, an index or object look-up: inline when it answers from memory or
+        a local file (local backend), in a worker thread when it waits on the network."""
+        if self.store.index.blocking_lookups:
+            return await anyio.to_thread.run_sync(fn, *args)
+        return fn(*args)
 
     def _is_admin(self, request: Request) -> bool:
         return self._admin_actor(request) is not None
@@ -226,12 +213,20 @@ class Collector:
 
     # -- routes ------------------------------------------------------------------------
     async def health(self, request: Request) -> Response:
+        """The process is up (reveals nothing; no token)."""
         return JSONResponse({"status": "ok"})
+
+    async def ready(self, request: Request) -> Response:
+        """The index and the objects answer (load balancers route only to a ready instance)."""
+        failed = await anyio.to_thread.run_sync(self.store.ready)
+        if failed is not None:
+            return JSONResponse({"status": "not ready", "failed": failed}, status_code=503)
+        return JSONResponse({"status": "ready"})
 
     async def metrics_route(self, request: Request) -> Response:
         if not self._is_admin(request):
             return _error(401, "admin token required")
-        text = self.metrics.render(self.store)
+        text = await self._lookup(self.metrics.render, self.store)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     # -- enrollment and proof of possession -------------------------------------------
@@ -410,16 +405,17 @@ class Collector:
     ) -> None:
         """``PUT /v1/sessions/{session}/chunks/{seq}`` as a plain ASGI handler (see the top)."""
         extra: dict[str, str] = {}
+        start = time.perf_counter()
         try:
             status, payload = await self._put_chunk(scope, receive, path[1], path[2])
-        except (Rejected, OSError) as exc:
+        except self.failures as exc:
             status, message = _failure("chunk_put", exc)
             payload = {"error": message}
             if isinstance(exc, Rejected):
                 payload, extra = exc.payload(), exc.headers
         except _Disconnected:
             return  # the client is gone: nobody to answer
-        self.metrics.request("chunk_put", status)
+        self.metrics.request("chunk_put", status, time.perf_counter() - start)
         content = _json_bytes(payload)
         await send(
             {
@@ -437,8 +433,11 @@ class Collector:
     async def _put_chunk(
         self, scope: Scope, receive: Receive, session_text: str, seq_text: str
     ) -> tuple[int, dict[str, Any]]:
-        headers = _headers(scope, (b"authorization", b"x-deskcorder-sha256", b"content-length"))
-        auth = self._device_for(headers.get(b"authorization", ""))
+        headers = _headers(
+            scope,
+            (b"authorization", b"x-deskcorder-sha256", b"content-length", b"x-deskcorder-backlog"),
+        )
+        auth = await self._device_for(headers.get(b"authorization", ""))
         if auth is None:
             return 401, {"error": "device token required (enroll first)"}
         device = auth.device
@@ -447,7 +446,9 @@ class Collector:
         claimed = headers.get(b"x-deskcorder-sha256", "")
         if not valid_sha(claimed):
             return 400, {"error": "X-Deskcorder-SHA256 header (hex sha256 of the body) required"}
-        owner = self.store.session_owner(session)
+        # the local index knows the owner in memory: refuse before reading the body; a
+        # networked one (fleet) is asked in the commit, with the rest
+        owner = None if self.store.index.blocking_lookups else self.store.session_owner(session)
         if owner is not None and owner != device:
             return 403, {"error": f"session {session} belongs to another device"}
         body = await self._read_body(
@@ -455,7 +456,14 @@ class Collector:
         )
         # the pipeline owns the body from here (and discards it when done)
         result = await self.store.ingest.put_async(
-            device, session, seq, claimed, body, user=auth.user, machine=auth.machine
+            device,
+            session,
+            seq,
+            claimed,
+            body,
+            user=auth.user,
+            machine=auth.machine,
+            backlog=_backlog(headers.get(b"x-deskcorder-backlog")),
         )
         if result.created:
             self.metrics.chunks_stored += 1
@@ -470,14 +478,14 @@ class Collector:
         return (201 if result.created else 200), payload
 
     async def get_chunk(self, request: Request) -> Response:
-        auth = self._device(request)
+        auth = await self._device(request)
         if auth is None:
             return _error(401, "device token required (enroll first)")
         device = auth.device
         session, seq = self._chunk_ids(request)
-        if self.store.session_owner(session) != device:
+        if await self._lookup(self.store.session_owner, session) != device:
             return _error(404, "no such chunk")
-        digest = self.store.chunk_digest(session, seq)
+        digest = await self._lookup(self.store.chunk_digest, session, seq)
         if digest is None:
             return _error(404, "no such chunk")
         return JSONResponse({"session": session, "seq": seq, "sha256": digest})
@@ -489,13 +497,13 @@ class Collector:
         return str(sha)
 
     async def blob(self, request: Request) -> Response:
-        auth = self._device(request)
+        auth = await self._device(request)
         if auth is None:
             return _error(401, "device token required (enroll first)")
         device = auth.device
         sha = self._sha(request)
         if request.method == "HEAD":
-            present = self.store.has_blob(device, sha)
+            present = await self._lookup(self.store.has_blob, device, sha)
             return Response(status_code=200 if present else 404)
         self._limit(self.write_limit, device)
         body, got = await self._receive(request, self.limits.max_blob_bytes)
@@ -513,7 +521,7 @@ class Collector:
 
     async def consent(self, request: Request) -> Response:
         """A consent receipt, stored under the device's user pseudonym (not the body's)."""
-        auth = self._device(request)
+        auth = await self._device(request)
         if auth is None:
             return _error(401, "device token required (enroll first)")
         self._limit(self.write_limit, auth.device)
@@ -572,9 +580,9 @@ class Collector:
     async def admin_chunk(self, request: Request) -> Response:
         self._admin(request)
         session, seq = self._chunk_ids(request)
-        if self.store.chunk_digest(session, seq) is None:
+        data = await anyio.to_thread.run_sync(self.store.read_chunk, session, seq)
+        if data is None:
             return _error(404, "no such chunk")
-        data = await anyio.to_thread.run_sync(self.store.chunk_path(session, seq).read_bytes)
         return Response(data, media_type="application/zstd")
 
     def _user(self, request: Request) -> str:
@@ -733,6 +741,17 @@ async def _body_pieces(receive: Receive) -> AsyncIterator[bytes]:
             return
 
 
+def _backlog(value: str | None) -> tuple[int, int] | None:
+    """``X-Deskcorder-Backlog: <chunks> <bytes>`` (what the agent still has to send), or None
+    when absent or malformed (it is information, never a reason to refuse a chunk)."""
+    if not value:
+        return None
+    parts = value.split()
+    if len(parts) != 2 or not all(p.isdigit() and len(p) <= 15 for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
 def _headers(scope: Scope, wanted: tuple[bytes, ...]) -> dict[bytes, str]:
     """The ``wanted`` request headers (lower-case names; the first of each wins)."""
     out: dict[bytes, str] = {}
@@ -766,40 +785,45 @@ class CollectorApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def _failure(route: str, exc: Rejected | OSError) -> tuple[int, str]:
+def _failure(route: str, exc: BaseException) -> tuple[int, str]:
     """The status and message a refused request, or one the storage failed, answers with."""
     if isinstance(exc, Rejected):
         return exc.status, str(exc)
-    log.error("%s: storage error: %s", route, exc)
-    return 503, f"storage error: {exc.strerror or exc}"
+    if isinstance(exc, OSError):
+        log.error("%s: storage error: %s", route, exc)
+        return 503, f"storage error: {exc.strerror or exc}"
+    log.error("%s: index error: %s", route, exc)  # one of the backend's index errors
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return 503, f"index error: {first}"
 
 
 def _wrap(collector: Collector, name: str, handler: Handler) -> Handler:
     async def endpoint(request: Request) -> Response:
+        start = time.perf_counter()
         try:
             response = await handler(request)
         except Rejected as exc:
             response = _rejected(exc)
-        except OSError as exc:
+        except collector.failures as exc:
             response = _error(*_failure(name, exc))
-        collector.metrics.request(name, response.status_code)
+        collector.metrics.request(name, response.status_code, time.perf_counter() - start)
         return response
 
     return endpoint
 
 
 def create_app(
-    data_dir: Path,
+    store: Store,
     *,
     admin_token: str | None = None,
     enroll_secret: str | None = None,
-    limits: Limits | None = None,
     security: Security | None = None,
 ) -> CollectorApp:
-    store = Store(data_dir, limits)
+    """The collector's ASGI app on ``store`` (a backend's: ``backends.open_local`` ...)."""
     c = Collector(store, admin_token=admin_token, enroll_secret=enroll_secret, security=security)
     table: list[tuple[str, str, Handler, list[str]]] = [
         ("/healthz", "health", c.health, ["GET"]),
+        ("/readyz", "ready", c.ready, ["GET"]),
         ("/metrics", "metrics", c.metrics_route, ["GET"]),
         ("/v1/enroll", "enroll", c.enroll, ["POST"]),
         ("/v1/auth/challenge", "challenge", c.challenge, ["POST"]),

@@ -133,6 +133,9 @@ class Job:
     records: int = 0
     blobs: tuple[str, ...] = ()
     folder: str = ""  # where the backend places the chunk (its own notion)
+    ticket: object = None  # the backend's own notes on this PUT (fleet: object key, purge mark)
+    agent: str = ""  # the agent's version (chunk header), for the device inventory
+    backlog: tuple[int, int] | None = None  # chunks and bytes the agent still has to send
     # the outcome
     result: PutResult | None = None
     error: BaseException | None = None

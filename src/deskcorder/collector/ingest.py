@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 
 from .base import Body, ChunkSink, Job, Notify, PutResult, Rejected
 
@@ -37,9 +38,13 @@ _STOP = object()
 
 
 class Ingest:
-    def __init__(self, store: ChunkSink, validators: int = 3) -> None:
+    def __init__(self, store: ChunkSink, validators: int = 3, linger_s: float = 0.0) -> None:
         self.store = store
         self.batches = 0
+        # fleet: a commit is a database round trip or more, so while validators are still
+        # busy the committer waits up to this long for their jobs to join the batch
+        self.linger_s = linger_s
+        self._busy = 0  # jobs a validator is working on (read without the lock: a hint)
         self._todo: queue.SimpleQueue[Job | object] = queue.SimpleQueue()
         self._ready: queue.SimpleQueue[Job | object] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -95,10 +100,12 @@ class Ingest:
         *,
         user: str = "",
         machine: str = "",
+        backlog: tuple[int, int] | None = None,
     ) -> PutResult:
         """Store one chunk from an event loop; the loop is woken once per batch."""
         loop = asyncio.get_running_loop()
         job = Job(device, session, seq, claimed, body, self._notifier(loop), user, machine)
+        job.backlog = backlog
         job.future = loop.create_future()
         self.submit(job)
         # a cancelled request (client gone) still finishes storing in the background
@@ -135,6 +142,8 @@ class Ingest:
     def _validate_loop(self) -> None:
         while (job := self._todo.get()) is not _STOP:
             assert isinstance(job, Job)
+            with self._lock:
+                self._busy += 1
             try:
                 done = self.store.prepare_chunk(job)
             except BaseException as exc:  # every failure is the PUT's answer
@@ -144,6 +153,24 @@ class Ingest:
                 self._finish([job])
             else:
                 self._ready.put(job)
+            with self._lock:
+                self._busy -= 1
+
+    def _linger(self, batch: list[Job]) -> None:
+        """Wait up to ``linger_s`` for the jobs validators are finishing to join ``batch``."""
+        deadline = time.monotonic() + self.linger_s
+        while self._busy > 0 and len(batch) < 256:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                more = self._ready.get(timeout=remaining)
+            except queue.Empty:
+                return
+            if more is _STOP:
+                self._ready.put(_STOP)
+                return
+            batch.append(more)  # type: ignore[arg-type]
 
     def _commit_loop(self) -> None:
         while (first := self._ready.get()) is not _STOP:
@@ -155,6 +182,8 @@ class Ingest:
                         self._ready.put(_STOP)
                         break
                     batch.append(more)  # type: ignore[arg-type]
+            if self.linger_s > 0:
+                self._linger(batch)
             try:
                 self.store.commit_chunks(batch)
             except self.store.index_errors as exc:

@@ -5,18 +5,21 @@ from __future__ import annotations
 import ctypes
 import logging
 import platform
+import signal
 import socket
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deskcorder.errors import DeskcorderError, UsageError
 
-from .base import Limits
+from .validate import LINE_SCANNER
 
 if TYPE_CHECKING:
     from .app import Security
-from .validate import LINE_SCANNER
+    from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -102,18 +105,26 @@ def tls_files(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
 
 
 def serve(
-    data: Path,
+    open_store: Callable[[], Store],
     host: str,
     port: int,
     *,
     admin_token: str | None,
     enroll_secret: str | None,
-    limits: Limits | None = None,
     access_log: bool = False,
     security: Security | None = None,
     tls: tuple[str, str] | None = None,
     trusted_proxies: str | None = None,
+    shutdown_timeout: float = 30.0,
+    retain_days: float | None = None,
 ) -> int:
+    """Serve the collector on ``open_store()``'s store (a backend's) until SIGTERM/SIGINT.
+
+    On SIGTERM it stops accepting connections and answers every request it
+    has already begun, for up to ``shutdown_timeout`` seconds (a chunk PUT
+    whose body is still arriving included), then finishes what the PUT
+    pipeline holds and exits 0.
+    """
     try:
         import uvicorn
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
@@ -132,40 +143,93 @@ def serve(
             "checked in Python, which is slower; reinstall deskcorder with a C compiler present"
         )
     security = security or Security()
-    app = create_app(
-        data,
-        admin_token=admin_token,
-        enroll_secret=enroll_secret,
-        limits=limits,
-        security=security,
-    )
-    sock = bind(host, port)
-    if enroll_secret is None:
-        log.warning("no --enroll-secret-file: devices cannot enroll")
-    if admin_token is None:
-        log.warning("no --admin-token-file: only named admin tokens open admin routes")
-    if security.pseudonym_key is None:
-        log.warning("no --pseudonym-key-file: pseudonymous agents cannot enroll")
-    if tls is None and host not in ("127.0.0.1", "::1", "localhost"):
-        log.warning(
-            "serving plain HTTP on %s: use --tls-cert/--tls-key or a TLS reverse proxy", host
+    store = open_store()
+    try:
+        app = create_app(
+            store, admin_token=admin_token, enroll_secret=enroll_secret, security=security
         )
-    bound = sock.getsockname()[1]
-    scheme = "https" if tls else "http"
-    print(f"collector listening on {scheme}://{host}:{bound} (data in {data})", flush=True)
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=access_log,
-        lifespan="off",
-        timeout_graceful_shutdown=2,
-        h11_max_incomplete_event_size=64 * 1024,
-        ssl_certfile=tls[0] if tls else None,
-        ssl_keyfile=tls[1] if tls else None,
-        # client addresses (rate limits) from X-Forwarded-For only when sent by these
-        proxy_headers=bool(trusted_proxies),
-        forwarded_allow_ips=trusted_proxies or None,
-    )
-    server = uvicorn.Server(config)
-    server.run(sockets=[sock])
+        sock = bind(host, port)
+        if enroll_secret is None:
+            log.warning("no --enroll-secret-file: devices cannot enroll")
+        if admin_token is None:
+            log.warning("no --admin-token-file: only named admin tokens open admin routes")
+        if security.pseudonym_key is None:
+            log.warning("no --pseudonym-key-file: pseudonymous agents cannot enroll")
+        if tls is None and host not in ("127.0.0.1", "::1", "localhost"):
+            log.warning(
+                "serving plain HTTP on %s: use --tls-cert/--tls-key or a TLS reverse proxy", host
+            )
+        bound = sock.getsockname()[1]
+        scheme = "https" if tls else "http"
+        print(
+            f"collector listening on {scheme}://{host}:{bound} ({store.objects.describe()})",
+            flush=True,
+        )
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=access_log,
+            lifespan="off",
+            timeout_graceful_shutdown=max(1, round(shutdown_timeout)),
+            h11_max_incomplete_event_size=64 * 1024,
+            ssl_certfile=tls[0] if tls else None,
+            ssl_keyfile=tls[1] if tls else None,
+            # client addresses (rate limits) from X-Forwarded-For only when sent by these
+            proxy_headers=bool(trusted_proxies),
+            forwarded_allow_ips=trusted_proxies or None,
+        )
+        server = uvicorn.Server(config)
+        retention = Retention(store, retain_days) if retain_days else None
+        # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the
+        # handler it found: this one turns it into a clean exit (the store closed, status 0)
+        previous = signal.signal(signal.SIGTERM, _stopped)
+        try:
+            server.run(sockets=[sock])
+        except _Stopped:
+            log.info("stopped by SIGTERM after finishing the requests in progress")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            if retention is not None:
+                retention.stop()
+    finally:
+        store.close()
     return 0
+
+
+class Retention:
+    """``--retain-days``: deletes what is older, at start and then every ``interval`` seconds.
+
+    Every instance runs one; the fleet index lets one instance at a time do
+    the work (the others skip that round). Each deletion is in the audit log.
+    """
+
+    def __init__(self, store: Store, days: float, interval: float = 3600.0) -> None:
+        self.store = store
+        self.days = days
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                done = self.store.expire(self.days)
+            except Exception as exc:  # the next round tries again; serving goes on
+                log.error("retention: %s", exc)
+            else:
+                if done and done["sessions"]:
+                    log.info("retention: deleted %s", done)
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+class _Stopped(Exception):
+    """SIGTERM arrived and uvicorn has finished the requests in progress."""
+
+
+def _stopped(sig: int, frame: object) -> None:
+    raise _Stopped

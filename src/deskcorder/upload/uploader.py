@@ -216,6 +216,7 @@ class Uploader:
         self.blob_sweep_age: float | None = None  # None: no sweep (no agent writes blobs)
         self._last_sweep = 0.0
         self.blobs_swept = 0
+        self._backlog = [0, 0]  # chunks, bytes left to send (X-Deskcorder-Backlog)
 
     # -- component protocol ------------------------------------------------------------
     def start(self, host: Host | None = None) -> None:
@@ -335,6 +336,12 @@ class Uploader:
         if not ready and not receipts and not erasure:
             self._show_state(withdrawn)
             return None
+        sizes = 0
+        for item in ready:
+            with contextlib.suppress(OSError):
+                sizes += item.path.stat().st_size
+        with self._lock:  # reported with each chunk: the collector's device inventory
+            self._backlog = [len(ready), sizes]
         if self._client is None:
             self._client = build_client(self.cfg)
         if self.revoked is not None:
@@ -695,6 +702,7 @@ class Uploader:
                 "Content-Type": "application/zstd",
                 "Content-Length": str(len(data)),
                 "X-Deskcorder-SHA256": digest,
+                "X-Deskcorder-Backlog": self._backlog_header(),
             },
         )
         self._check(resp, f"chunk {item.session}/{item.seq:06d}")
@@ -710,7 +718,13 @@ class Uploader:
             )
         with self._lock:
             self.uploaded_bytes += len(data)
+            self._backlog = [max(0, self._backlog[0] - 1), max(0, self._backlog[1] - len(data))]
         return manifest
+
+    def _backlog_header(self) -> str:
+        """``<chunks> <bytes>`` still to send in this pass, this chunk included."""
+        with self._lock:
+            return f"{self._backlog[0]} {self._backlog[1]}"
 
     def _upload_blob(self, sha: str) -> None:
         path = self._root / "blobs" / sha[:2] / sha

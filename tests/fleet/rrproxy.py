@@ -1,0 +1,84 @@
+"""A small round-robin HTTP load balancer for tests: one request per connection.
+
+Each client connection carries one request (the reply says ``Connection:
+close``), sent to the next upstream in turn. An upstream that refuses the
+connection is skipped for that request (the next one is tried), as a load
+balancer does for a dead instance; one that dies while it holds a request
+leaves that client without an answer (the client retries). Runs its own
+event loop in a named thread; ``close()`` ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import threading
+from collections import Counter
+
+from tests.upload.faultproxy import _read_message
+
+
+class RoundRobinProxy:
+    def __init__(self, upstream_ports: list[int], host: str = "127.0.0.1") -> None:
+        self.upstreams = [(host, port) for port in upstream_ports]
+        self.served: Counter[int] = Counter()  # upstream port -> requests answered
+        self._next = itertools.cycle(range(len(self.upstreams)))
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.base_events.Server | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rr-proxy", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("round-robin proxy did not start")
+        assert self._server is not None
+        self.port: int = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._handle, "127.0.0.1", 0)
+        )
+        self._ready.set()
+        self._loop.run_forever()
+        self._server.close()
+        self._loop.run_until_complete(self._server.wait_closed())
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self._loop.close()
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int]:
+        for _ in self.upstreams:
+            host, port = self.upstreams[next(self._next)]
+            with contextlib.suppress(OSError):
+                reader, writer = await asyncio.open_connection(host, port)
+                return reader, writer, port
+        raise ConnectionRefusedError("no upstream is up")
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            _, request = await _read_message(reader, None)
+            up_reader, up_writer, port = await self._connect()
+            try:
+                up_writer.write(request)  # sent with "Connection: close": the reply ends at EOF
+                await up_writer.drain()
+                response = await up_reader.read()  # whatever its framing (chunked exports too)
+            finally:
+                up_writer.close()
+            if not response:
+                return  # the instance died holding the request: no answer
+            self.served[port] += 1
+            writer.write(response)
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass  # a dead upstream, or a client gone: no answer, the client retries
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
