@@ -591,7 +591,7 @@ class PgIndex:
             # one enrollment of a user on a machine at a time, across instances
             conn.execute(
                 "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-                (ENROLL_LOCK_CLASS, f"{e.user}\x00{e.machine}"),
+                (ENROLL_LOCK_CLASS, f"{e.user}/{e.machine}"),
             )
             row = conn.execute(
                 'SELECT public_key, revoked, "user", machine FROM devices WHERE device=%s '
