@@ -38,12 +38,12 @@ def key_no(n: int) -> DeviceKey:
     return DeviceKey.from_seed(bytes([n]) * 32)
 
 
-def register(store: Any, key: DeviceKey = TEST_KEY) -> str:
+def register(store: Any, key: DeviceKey = TEST_KEY, login: str = TEST_CLAIMS["login"]) -> str:
     """Enroll ``key`` straight into a ``Store`` (what /v1/enroll does once it verified the
-    signature) with the test claims' pseudonyms; returns a device token."""
+    signature) with the test claims' pseudonyms (or ``login``'s); returns a device token."""
     from deskcorder.collector.base import Enrollment
 
-    ids = derive(PSEUDONYM_KEY.encode(), TEST_CLAIMS["login"], TEST_CLAIMS["machine_id"])
+    ids = derive(PSEUDONYM_KEY.encode(), login, TEST_CLAIMS["machine_id"])
     enrollment = Enrollment(
         key.device, b64encode(key.public), "pseudonymous", ids.user, ids.machine, ids.person,
         "test", 1,

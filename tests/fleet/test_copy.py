@@ -9,9 +9,11 @@ from pathlib import Path
 from deskcorder.collector.backends import open_local
 from deskcorder.collector.backends.copy import copy_command
 from deskcorder.collector.store import Store
-from tests.collector.helpers import DEVICE, USER, write_chunk
+from tests.collector.helpers import DEVICE, USER, key_no, register, write_chunk
 from tests.conftest import Cli, FleetFactory
 from tests.services import FleetTarget
+
+GONE = key_no(7)  # a device revoked in the pilot
 
 
 def pilot(tmp_path: Path) -> tuple[Path, str, dict[tuple[str, int], str], str]:
@@ -20,9 +22,9 @@ def pilot(tmp_path: Path) -> tuple[Path, str, dict[tuple[str, int], str], str]:
     data = tmp_path / "pilot"
     store = open_local(data)
     try:
-        token = store.enroll(DEVICE)
-        store.enroll("d-gone")
-        store.revoke("d-gone")
+        token = register(store)
+        register(store, GONE)
+        store.revoke(GONE.device, "admin")
         shot = b"a screenshot" * 50
         shot_sha = hashlib.sha256(shot).hexdigest()
         body = store.new_body()
@@ -48,16 +50,18 @@ def pilot(tmp_path: Path) -> tuple[Path, str, dict[tuple[str, int], str], str]:
 
 
 def same_data(fleet: Store, token: str, digests: dict[tuple[str, int], str], shot: str) -> None:
-    assert fleet.device_for_token(token) == DEVICE  # agents keep their tokens
-    assert fleet.index.revoke("d-gone")  # the device exists (and stays revoked)
+    found = fleet.auth(token)  # agents keep their tokens
+    assert found is not None and found.device == DEVICE and found.user == USER
+    gone = fleet.device(GONE.device)  # the revoked device stays revoked
+    assert gone is not None and gone["revoked"] is not None
     for (session, seq), sha in digests.items():
         data = fleet.read_chunk(session, seq)
         assert data is not None and hashlib.sha256(data).hexdigest() == sha
     assert fleet.has_blob(DEVICE, shot)
     assert [s["chunks"] for s in fleet.sessions()] == [3, 3]
     assert len(fleet.receipts(USER)) == 1
-    lines = b"".join(fleet.export_user(USER)).count(b'"k":"kd"')
-    assert lines == 60
+    lines = b"".join(fleet.export_user(USER))
+    assert lines.count(b'"k":"kd"') == 60 and lines.count(b'{"blob":') == 1
 
 
 def test_copy_with_the_cli_then_again(cli: Cli, fleet: FleetTarget, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import pytest
 from deskcorder.collector.backends.fleet import S3Objects, blob_key, chunk_key
 from deskcorder.collector.base import Job, PutResult, Rejected
 from deskcorder.collector.store import Store
-from tests.collector.helpers import DEVICE, USER, write_chunk
+from tests.collector.helpers import DEVICE, MACHINE, USER, key_no, register, write_chunk
 from tests.services import FleetTarget
 
 SESSION = "20261127T060000Z-0fleet00"
@@ -30,7 +30,7 @@ SESSION = "20261127T060000Z-0fleet00"
 @pytest.fixture
 def pair(fleet: FleetTarget) -> Iterator[tuple[Store, Store]]:
     a, b = fleet.open(), fleet.open()
-    a.enroll(DEVICE)
+    register(a)
     yield a, b
     a.close()
     b.close()
@@ -93,10 +93,12 @@ def test_a_revocation_on_one_instance_is_refused_by_the_other_at_once(
     pair: tuple[Store, Store], tmp_path: Path
 ) -> None:
     a, b = pair
-    token = a.enroll("d-revoked")
-    assert b.device_for_token(token) == "d-revoked"
-    assert a.revoke("d-revoked")
-    assert b.device_for_token(token) is None  # no cache: the very next look-up
+    key = key_no(5)
+    token = register(a, key)
+    found = b.auth(token)
+    assert found is not None and found.device == key.device
+    assert a.revoke(key.device, "admin")
+    assert b.auth(token) is None  # no cache in the index: the very next look-up
 
 
 def test_a_chunk_validated_before_a_revocation_is_refused_at_commit(
@@ -106,9 +108,10 @@ def test_a_chunk_validated_before_a_revocation_is_refused_at_commit(
     a, b = pair
     data, sha = chunk(tmp_path, 0, "late")
     job = staged(b, 0, data, sha)
-    assert a.revoke(DEVICE)
+    assert a.revoke(DEVICE, "admin")
     b.commit_chunks([job])
-    assert isinstance(job.error, Rejected) and job.error.status == 401
+    assert isinstance(job.error, Rejected) and job.error.status == 403
+    assert job.error.code == "device_revoked"
     assert a.chunk_digest(SESSION, 0) is None
     assert objects(a).list_keys(f"chunks/{SESSION}/") == []  # its object went with it
 
@@ -117,7 +120,7 @@ def staged(st: Store, seq: int, data: bytes, sha: str, session: str = SESSION) -
     """A chunk PUT validated and its object written, not committed (a validator's work)."""
     body = st.new_body()
     body.write(data)
-    job = Job(DEVICE, session, seq, sha, body, lambda _jobs: None)
+    job = Job(DEVICE, session, seq, sha, body, lambda _jobs: None, USER, MACHINE)
     assert st.prepare_chunk(job) is False
     return job
 
@@ -151,14 +154,22 @@ def test_export_then_erasure_leaves_nothing_in_the_bucket_or_the_index(
     body = a.new_body()
     body.write(shot)
     assert a.put_blob(DEVICE, shot_sha, body) == PutResult(shot_sha, created=True)
-    assert b.has_blob(DEVICE, shot_sha) and not b.has_blob("d-other", shot_sha)
+    assert b.has_blob(DEVICE, shot_sha) and not b.has_blob(key_no(6).device, shot_sha)
     sessions = [SESSION, "20261127T070000Z-0fleet01"]
     for n, session in enumerate(sessions):
         extra = [{"k": "shot", "t": 99, "sha256": shot_sha}] if n == 0 else []
         data, sha = chunk(tmp_path, 0, "e", session=session, extra=extra)
         assert put((a, b)[n], 0, data, sha, session=session).created
-    other, other_sha = chunk(tmp_path, 0, "o", session="20261127T080000Z-0fleet02", user="u-other")
-    assert put(a, 0, other, other_sha, session="20261127T080000Z-0fleet02").created
+    someone = key_no(6)  # another person's device
+    register(a, someone, login="someone-else")
+    other_session = "20261127T080000Z-0fleet02"
+    folder = tmp_path / "other"
+    manifest = write_chunk(
+        folder, other_session, 0, [{"k": "kd", "t": 1}], device=someone.device, user=None
+    )
+    body = a.new_body()
+    body.write((folder / "000000.jsonl.zst").read_bytes())
+    assert a.put_chunk_claimed(someone.device, other_session, 0, manifest.sha256, body).created
     receipt = {"user": USER, "notice_version": "1", "action": "accept"}
     assert a.add_receipt(DEVICE, USER, receipt)[1] is True
     assert b.add_receipt(DEVICE, USER, receipt)[1] is False  # the same receipt, kept once
@@ -187,7 +198,9 @@ def test_group_commit_across_many_concurrent_puts(
         async def one(seq: int, data: bytes, sha: str) -> PutResult:
             body = a.new_body()
             body.write(data)
-            return await a.ingest.put_async(DEVICE, SESSION, seq, sha, body)
+            return await a.ingest.put_async(
+                DEVICE, SESSION, seq, sha, body, user=USER, machine=MACHINE
+            )
 
         return await asyncio.gather(*(one(seq, *b) for seq, b in enumerate(bodies)))
 

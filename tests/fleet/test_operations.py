@@ -16,7 +16,16 @@ import pytest
 from deskcorder.collector.backends import open_local
 from deskcorder.collector.backends.fleet import S3Objects
 from deskcorder.collector.store import Store
-from tests.collector.helpers import DEVICE, CollectorProc, wait_until, write_chunk
+from tests.collector.helpers import (
+    DEVICE,
+    TEST_CLAIMS,
+    USER,
+    CollectorProc,
+    key_no,
+    register,
+    wait_until,
+    write_chunk,
+)
 from tests.services import FleetTarget
 
 SESSION = "20261127T090000Z-0000ops0"
@@ -127,7 +136,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         st = open_local(tmp_path / "data")
     else:
         st = request.getfixturevalue("fleet").open()
-    st.enroll(DEVICE)
+    register(st)
     yield st
     st.close()
 
@@ -153,14 +162,14 @@ def test_retention_deletes_what_is_older_and_audits_it(store: Store, tmp_path: P
         if session == old:
             between = time.time()
             wait_until(lambda t=between: time.time() > t, 1, "the clock to move on")
-    store.add_receipt(DEVICE, "u-test-user", {"user": "u-test-user", "accepted": True})
+    store.add_receipt(DEVICE, USER, {"user": USER, "accepted": True})
     assert store.expire(30, now=between + 30 * 86400) == {
         "sessions": 1, "chunks": 1, "blobs": 1, "receipts": 0,
     }  # fmt: skip
     assert [s["session"] for s in store.sessions()] == [new]
     assert store.read_chunk(old, 0) is None and store.read_chunk(new, 0) is not None
     assert not store.has_blob(DEVICE, shot_sha)
-    assert len(store.receipts("u-test-user")) == 1  # consent records are not data: kept
+    assert len(store.receipts(USER)) == 1  # consent records are not data: kept
     (entry,) = [e for e in store.audit_log() if e["action"] == "expire"]
     assert entry["actor"] == "retention" and entry["detail"]["sessions"] == 1
     assert entry["detail"]["cutoff"] == pytest.approx(between)
@@ -200,8 +209,9 @@ def test_the_audit_log_is_append_only_and_served(collector: CollectorProc) -> No
 def test_the_device_inventory(collector: CollectorProc, tmp_path: Path) -> None:
     """Last seen, agent version and the backlog the agent reported with its last chunk."""
     token = collector.enroll()
-    collector.enroll("d-never-sent")
-    assert collector.admin("POST", "/v1/admin/devices/d-never-sent/revoke").status_code == 200
+    idle_key = key_no(8)
+    collector.enroll(idle_key, {**TEST_CLAIMS, "login": "never-sent"})
+    assert collector.admin("POST", f"/v1/admin/devices/{idle_key.device}/revoke").status_code == 200
     before = time.time()
     for seq, backlog in ((0, "3 200000"), (1, "not a backlog")):
         data, sha = chunk(tmp_path, seq)
@@ -216,11 +226,11 @@ def test_the_device_inventory(collector: CollectorProc, tmp_path: Path) -> None:
     devices = {
         d["device"]: d for d in collector.admin("GET", "/v1/admin/devices").json()["devices"]
     }
-    mine, idle = devices[DEVICE], devices["d-never-sent"]
-    assert mine["last_seen"] >= before and mine["agent_version"] == "test-agent 1.0"
+    mine, idle = devices[DEVICE], devices[idle_key.device]
+    assert mine["last_seen"] >= before and mine["agent"] == "test-agent 1.0"
     assert mine["backlog"] == {"chunks": 3, "bytes": 200000}  # a malformed one changes nothing
-    assert mine["revoked"] is False and mine["sessions"] == 1
-    assert idle["last_seen"] is None and idle["backlog"] is None and idle["revoked"] is True
+    assert mine["revoked"] is None and mine["sessions"] == 1
+    assert idle["last_seen"] is None and idle["backlog"] is None and idle["revoked"] is not None
     assert (
         collector.admin("GET", "/v1/admin/devices", headers={"Authorization": "x"}).status_code
         == 401

@@ -153,15 +153,39 @@ class _Copier:
             return max(int(cur.rowcount), 0)
 
     def _devices(self) -> None:
+        """Devices with their keys, pseudonyms and revocations, their live tokens (agents go
+        on without enrolling again) and the named admin tokens."""
         rows = self.src.execute(
-            "SELECT device, token_sha256, enrolled, revoked FROM devices ORDER BY device"
+            "SELECT device, public_key, mode, user, machine, person, agent, enrolled, "
+            "last_auth, revoked, released FROM devices ORDER BY device"
         ).fetchall()
         for part in _batches(rows):
             self.report.devices += self._execute(
-                "INSERT INTO devices(device, token_sha256, enrolled, revoked) "
-                "SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[], %s::bool[]) "
-                "ON CONFLICT DO NOTHING",
-                _columns(part, (str, str, float, bool)),
+                'INSERT INTO devices(device, public_key, mode, "user", machine, person, agent, '
+                "enrolled, last_auth, revoked, released) SELECT * FROM unnest(%s::text[], "
+                "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+                "%s::float8[], %s::int8[], %s::float8[], %s::float8[]) ON CONFLICT DO NOTHING",
+                _columns(part, (str, str, str, str, str, str, str, float, int, _opt, _opt)),
+            )
+        tokens = self.src.execute(
+            "SELECT token_sha256, device, issued, expires FROM tokens WHERE expires > ?",
+            (time.time(),),
+        ).fetchall()
+        for part in _batches(tokens):
+            self._execute(
+                "INSERT INTO tokens(token_sha256, device, issued, expires) SELECT * FROM "
+                "unnest(%s::text[], %s::text[], %s::float8[], %s::float8[]) ON CONFLICT DO NOTHING",
+                _columns(part, (str, str, float, float)),
+            )
+        admins = self.src.execute(
+            "SELECT name, token_sha256, created, created_by, revoked FROM admin_tokens"
+        ).fetchall()
+        for part in _batches(admins):
+            self._execute(
+                "INSERT INTO admin_tokens(name, token_sha256, created, created_by, revoked) "
+                "SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[], %s::text[], "
+                "%s::float8[]) ON CONFLICT DO NOTHING",
+                _columns(part, (str, str, float, str, _opt)),
             )
 
     def _sessions(self) -> None:
@@ -325,10 +349,15 @@ class _Copier:
             )
 
 
+def _opt(value: Any) -> float | None:
+    """A nullable REAL (a revocation time, say)."""
+    return None if value is None else float(value)
+
+
 def _batches(rows: list[Any]) -> list[list[Any]]:
     return [rows[i : i + BATCH] for i in range(0, len(rows), BATCH)]
 
 
-def _columns(rows: list[Any], types: tuple[type, ...]) -> tuple[list[Any], ...]:
+def _columns(rows: list[Any], types: tuple[Any, ...]) -> tuple[list[Any], ...]:
     """Rows -> one list per column (for ``unnest``), each value converted by its type."""
     return tuple([kind(row[i]) for row in rows] for i, kind in enumerate(types))
