@@ -52,6 +52,7 @@ sys.path.insert(0, str(HERE.parent))
 from tests.services import Postgres, SeaweedFS  # noqa: E402
 
 import bench_collector as bc  # noqa: E402
+from deskcorder.devicekey import KEY_FILE  # noqa: E402
 
 ADMIN = bc.ADMIN
 ENROLL = bc.ENROLL
@@ -142,6 +143,7 @@ class Servers:
         """``n`` collector instances on one new backend (``local``: n must be 1)."""
         (self.root / "admin").write_text(ADMIN)
         (self.root / "enroll").write_text(ENROLL)
+        (self.root / "pseudonym-key").write_text(bc.PSEUDONYM_KEY)
         if backend == "local":
             self._n += 1
             where, env = ["--data", str(self.root / f"local{self._n}")], dict(os.environ)
@@ -155,6 +157,10 @@ class Servers:
                     sys.executable, "-m", "deskcorder", "collector", "serve", *where,
                     "--port", str(port), "--admin-token-file", str(self.root / "admin"),
                     "--enroll-secret-file", str(self.root / "enroll"),
+                    "--pseudonym-key-file", str(self.root / "pseudonym-key"),
+                    # the per-device write limit stays on, high enough for the lean client's
+                    # one device sending a fleet's load
+                    "--device-writes-per-s", "1000000",
                 ],
                 stdout=subprocess.DEVNULL, env=env,
             )  # fmt: skip
@@ -248,7 +254,7 @@ def build_spools(
 
     jobs = []
     for a in range(agents):
-        device = f"d-bench-agent-{a:04d}"
+        device = agent_key(a).device
         session = f"20261127T{a:06d}Z-00a9e0{a % 100:02d}"
         for seq in range(per_agent):
             jobs.append((pool[(a * per_agent + seq) % len(pool)], session, seq, device))
@@ -256,7 +262,7 @@ def build_spools(
         datas = list(ex.map(_sealed, jobs, chunksize=16))
     out = []
     for a in range(agents):
-        device = f"d-bench-agent-{a:04d}"
+        device = agent_key(a).device
         for seq in range(per_agent):
             _, session, _, _ = jobs[a * per_agent + seq]
             data = datas[a * per_agent + seq]
@@ -270,6 +276,7 @@ def build_spools(
                     bytes=len(data), records=0, events={},
                 ),
             )  # fmt: skip
+        agent_key(a).save(root / device / "state" / KEY_FILE)
         out.append((device, root / device))
     return out
 
@@ -280,6 +287,13 @@ def _sealed(job: tuple[bytes, str, int, str]) -> bytes:
     head = bc.encode_line({**bc.header(session, seq), "device": device, "agent": "bench 1.0"})
     level = bc.SEAL_LEVEL or 9
     return bc.zstd.ZstdCompressor(level=level, write_checksum=True).compress(head + block)
+
+
+def agent_key(n: int) -> Any:
+    """Agent ``n``'s key (each agent has its own, as on a real fleet)."""
+    from deskcorder.devicekey import DeviceKey
+
+    return DeviceKey.from_seed(n.to_bytes(4, "big") * 8)
 
 
 def fresh_spool(template: Path, target: Path) -> None:
@@ -313,9 +327,10 @@ def agents_worker(spec: dict[str, Any], queue: Any) -> None:
 
     ups = []
     cpu0 = time.process_time()
-    for device, spool, url in spec["agents"]:
+    for n, (_device, spool, url) in enumerate(spec["agents"]):
         cfg = Upload(endpoint=url, enroll_secret=ENROLL, backoff_max_s=2.0, timeout_s=120.0)
-        up = TimedUploader(cfg, Path(spool), device, backoff_base=0.2)
+        claims = {"mode": "pseudonymous", "login": f"bench-{n}", "machine_id": f"bench-m-{n}"}
+        up = TimedUploader(cfg, Path(spool), claims=claims, backoff_base=0.2)
         up.start()
         ups.append((up, Path(spool)))
     deadline = time.monotonic() + spec["deadline"]
