@@ -183,3 +183,25 @@ def test_redacted_mode_has_no_text_and_no_characters(tmp_path: Path) -> None:
     assert_absent(blob, *SECRETS.values())
     assert not any(r["k"] == "text" for r in records)
     assert any(r.get("cls") == "digit" for r in records)
+
+
+def test_a_mouse_press_ends_the_typed_text_so_far(tmp_path: Path) -> None:
+    """A click may move the caret: text before and after it are separate text records, and
+    the dataset reducer makes them two type actions around the click."""
+    from deskcorder.dataset import reduce_records
+    from deskcorder.events import RAW_BUTTON
+
+    raws = [(RAW_FOCUS, ms(1), EDITOR), *typing("abc", 10)]
+    raws += [(RAW_BUTTON, ms(20), 5, 5, "left", True), (RAW_BUTTON, ms(25), 5, 5, "left", False)]
+    raws += typing("def", 30)
+    records, _ = run(tmp_path, raws, capture={**FULL, "mouse": False})
+    kinds = [r["k"] for r in records if r["k"] in ("text", "bd")]
+    assert kinds == ["text", "text"]  # no bd (mouse off), yet the press split the text
+    assert [r["text"] for r in records if r["k"] == "text"] == ["abc", "def"]
+    records, _ = run(tmp_path / "mouse", raws)
+    actions = list(reduce_records(records, header={"keystrokes": "full"}))
+    assert [(a.kind, a.text) for a in actions] == [
+        ("type", "abc"),
+        ("click", None),
+        ("type", "def"),
+    ]

@@ -636,7 +636,11 @@ class Pipeline:
             self._append(filtered)
 
     def _on_button(self, raw: Raw, t: int) -> None:
-        if not self._want_mouse or self._recording_blocked():
+        if self._recording_blocked():
+            return
+        if raw[5]:  # a press may move the caret: typed text so far is one piece
+            self._flush_text(t)
+        if not self._want_mouse:
             return
         self.moves.before_discrete(self._out)
         self._append(

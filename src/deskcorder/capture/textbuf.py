@@ -20,9 +20,10 @@ the ``cls`` key-down records of window ``win`` before it since the previous
 
 The buffer is flushed on: enter, tab, escape and navigation keys that make the
 cursor position unknown (up/down/home/end/page keys), a shortcut (ctrl, alt or
-super held: paste/undo change the text in unknown ways), focus moving to
-another window, 2 s without typing (:meth:`KeyFilter.tick`), the end of the
-session, and when it holds more than ``max_chars`` characters (it then writes
+super held: paste/undo change the text in unknown ways), a mouse button
+press (the pipeline: a click may move the caret), focus moving to another
+window, 2 s without typing (:meth:`KeyFilter.tick`), the end of the session,
+and when it holds more than ``max_chars`` characters (it then writes
 the head up to a space that is not between digits, keeping at least
 ``keep_tail`` characters so a spaced card number or IBAN is not cut in two).
 
