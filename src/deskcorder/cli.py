@@ -41,6 +41,12 @@ def _add_spool(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spool", metavar="DIR", type=Path, help="spool folder (default: per user)")
 
 
+def _add_html(p: argparse.ArgumentParser, out_help: str) -> None:
+    p.add_argument("--html", action="store_true", help="write HTML replay pages instead")
+    p.add_argument("--out", metavar="PATH", type=Path, help=out_help + " (default: per user)")
+    p.add_argument("--open", action="store_true", help="with --html: open it in the web browser")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="deskcorder", description="Overt, policy-driven desktop recorder.")
     parser.add_argument("--version", action="version", version=f"deskcorder {__version__}")
@@ -60,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_spool(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--events", action="store_true", help="print every record of the session")
+    _add_html(p, "--html: folder for index.html and a replay page per session")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("policy", help="validate or describe the policy")
@@ -173,7 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("chunk", nargs="?", help="SESSION/SEQ, SESSION or all (show/approve/delete)")
     _add_spool(p)
+    _add_html(p, "--html: the page (show SESSION[/SEQ]) or the folder of pages (list)")
     p.set_defaults(func=cmd_review)
+
+    p = sub.add_parser("replay", help="write an HTML replay of a session (stays on this machine)")
+    p.add_argument("session", nargs="?", help="a session id or folder (default: the newest)")
+    _add_spool(p)
+    p.add_argument("--out", metavar="FILE.html", type=Path, help="the page (default: per user)")
+    p.add_argument("--open", action="store_true", help="open the page in the web browser")
+    p.set_defaults(func=cmd_replay)
 
     from deskcorder.service.command import add_parser as add_service_parser
 
@@ -218,9 +233,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def _page_written(page: Path, args: argparse.Namespace) -> int:
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(page.as_uri())
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from deskcorder.commands.replay import replay_page
+
+    return _page_written(replay_page(_spool_dir(args), args.session, args.out, print), args)
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from deskcorder.commands.inspect import inspect_spool
 
+    if args.html:
+        from deskcorder.commands.replay import inspect_pages, replay_page
+
+        if args.session:
+            page = replay_page(_spool_dir(args), args.session, args.out, print)
+        else:
+            page = inspect_pages(_spool_dir(args), args.out, print)
+        return _page_written(page, args)
+    if args.out is not None or args.open:
+        raise UsageError("--out and --open go with --html")
     return inspect_spool(
         _spool_dir(args), args.session, as_json=args.json, all_events=args.events, out=sys.stdout
     )
@@ -430,6 +469,20 @@ def cmd_consent(args: argparse.Namespace) -> int:
 def cmd_review(args: argparse.Namespace) -> int:
     from deskcorder.commands.review import review_command
 
+    if args.html:
+        from deskcorder.commands.replay import review_html
+
+        page = review_html(
+            args.action,
+            args.chunk,
+            _spool_dir(args),
+            args.out,
+            print,
+            spool_given=args.spool is not None,
+        )
+        return _page_written(page, args)
+    if args.out is not None or args.open:
+        raise UsageError("--out and --open go with --html")
     return review_command(args.action, args.chunk, _spool_dir(args), sys.stdout)
 
 

@@ -133,6 +133,8 @@ def _copy_images(
     blobs: BlobStore, folder: Path, wanted: Sequence[tuple[str, str]]
 ) -> tuple[dict[str, str], int, int]:
     """Copy the screenshots into ``folder``; returns (sha -> relative URL, count, bytes)."""
+    if not wanted and not folder.exists():
+        return {}, 0, 0
     _ensure_private_dir(folder)
     urls: dict[str, str] = {}
     total = 0
@@ -247,14 +249,14 @@ def out_path(out: Path | None, name: str) -> Path:
     return folder / f"{name}.html"
 
 
-def replay_command(spool: Path, session: str | None, out: Path | None, write: Any) -> int:
-    """``deskcorder replay [SESSION] [--out FILE.html]``."""
+def replay_page(spool: Path, session: str | None, out: Path | None, write: Any) -> Path:
+    """``deskcorder replay [SESSION] [--out FILE.html]``; returns the page written."""
     found = find_session(spool, session)
     target = out_path(out, found.id)
     blobs = BlobStore(spool / "blobs")
     written = write_page(session_document(found, blobs), blobs, target)
     write(_written_line(written))
-    return 0
+    return written.page
 
 
 def _written_line(w: Written) -> str:
@@ -269,10 +271,23 @@ def _written_line(w: Written) -> str:
 # ---------------------------------------------------------------------------
 
 
-def _spool_arg(spool: Path, default_spool: Path | None) -> str:
-    if default_spool is not None and spool == default_spool:
-        return ""
-    return f" --spool {shlex.quote(str(spool))}"
+def review_html(
+    action: str, ref: str | None, spool: Path, out: Path | None, write: Any, *, spool_given: bool
+) -> Path:
+    """``deskcorder review [list|show REF] --html``: what a chunk holds, before approving it."""
+    from deskcorder.commands.review import find
+    from deskcorder.storage.spool import Spool
+
+    spool_arg = f" --spool {shlex.quote(str(spool))}" if spool_given else ""
+    if action not in ("list", "show"):
+        raise UsageError(f"--html goes with `review list` or `review show`, not `review {action}`")
+    if action == "show" and not ref:
+        raise UsageError("review show --html needs a chunk: SESSION/SEQ, SESSION or all")
+    if action == "list" or ref == "all":
+        chunks = Spool(spool).sealed_chunks()
+        return review_pages(spool, chunks, out, write, spool_arg=spool_arg, index=True)
+    assert ref is not None
+    return review_pages(spool, find(Spool(spool), ref), out, write, spool_arg=spool_arg)
 
 
 def _review_scope(chunks: Sequence[SealedChunk], approved: bool, spool_arg: str) -> dict[str, Any]:
@@ -306,9 +321,9 @@ def review_pages(
     out: Path | None,
     write: Any,
     *,
-    default_spool: Path | None = None,
+    spool_arg: str = "",
     index: bool = False,
-) -> int:
+) -> Path:
     """Replay pages of sealed chunks waiting for review (``deskcorder review --html``).
 
     With ``index`` (``review --html`` without a chunk): one page per chunk and a
@@ -317,7 +332,6 @@ def review_pages(
     from deskcorder.storage.approval import is_approved
 
     blobs = BlobStore(spool / "blobs")
-    spool_arg = _spool_arg(spool, default_spool)
     if not index:
         sessions = {c.session for c in chunks}
         if len(sessions) != 1:
@@ -334,7 +348,7 @@ def review_pages(
         name = chunks[0].session + (f"-{chunks[0].seq:06d}" if len(chunks) == 1 else "")
         written = write_page(doc, blobs, out_path(out, name))
         write(_written_line(written))
-        return 0
+        return written.page
     folder = _out_folder(out)
     rows: list[list[Cell]] = []
     for chunk in chunks:
@@ -359,7 +373,7 @@ def review_pages(
     target = folder / "review.html"
     size = _write_private(target, [render_index("Chunks waiting for review", intro, columns, rows)])
     write(f"review pages written: {target} ({size:,} bytes, {len(rows)} chunk page(s))")
-    return 0
+    return target
 
 
 _COLUMNS = ("Start (UTC)", "Duration", "Input events", "Screenshots", "Windows")
@@ -409,7 +423,9 @@ def _index_row(doc: Mapping[str, Any], href: str, label: str, approved: bool | N
 # ---------------------------------------------------------------------------
 
 
-def inspect_pages(spool: Path, out: Path | None, write: Any) -> int:
+def inspect_pages(spool: Path, out: Path | None, write: Any) -> Path:
+    """``deskcorder inspect --html``: a replay page per session and ``index.html`` linking
+    them; returns the index."""
     from deskcorder.storage.approval import is_approved
     from deskcorder.storage.spool import Spool
 
@@ -443,4 +459,4 @@ def inspect_pages(spool: Path, out: Path | None, write: Any) -> int:
         target, [render_index("What deskcorder keeps on this computer", intro, columns, rows)]
     )
     write(f"inspect page written: {target} ({size:,} bytes, {len(rows)} session page(s))")
-    return 0
+    return target

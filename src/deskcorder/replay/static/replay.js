@@ -52,6 +52,7 @@
   }
 
   function duration(ms) {
+    if (ms < 1000) return Math.round(ms) + " ms";
     if (ms < 10000) return (ms / 1000).toFixed(1) + " s";
     var s = Math.round(ms / 1000), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
     if (h) return h + " h " + pad(m, 2) + " min";
@@ -638,6 +639,11 @@
     });
   }
 
+  function hashStep(fallback) { // #step=N (1-based) links to a step
+    var m = /^#step=(\d+)$/.exec(location.hash || "");
+    return m ? Number(m[1]) - 1 : fallback;
+  }
+
   function start() {
     header();
     timeline();
@@ -646,8 +652,8 @@
     windowTable();
     details();
     controls();
-    var m = /^#step=(\d+)$/.exec(location.hash || "");
-    show(m ? Number(m[1]) - 1 : 0);
+    show(hashStep(0));
+    window.addEventListener("hashchange", function () { var i = hashStep(cur); if (i !== cur) show(i); });
     document.documentElement.dataset.ready = "1";
   }
 

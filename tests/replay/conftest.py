@@ -1,0 +1,97 @@
+"""One headless Chromium (Debian's, driven by Playwright) for all replay page tests.
+
+Never a downloaded browser: Playwright launches ``/usr/bin/chromium``. The
+browser starts once for the package; each test gets a fresh context (no shared
+cookies, storage or cache). Pages fail the test on any console error or
+uncaught exception, and record every dialog (a dialog is an executed script).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
+OUTPUT = Path(os.environ.get("DESKCORDER_TEST_OUTPUT", Path(__file__).parents[2] / "test-output"))
+
+
+def _missing(what: str) -> None:
+    message = f"{what} (bash .ci/setup installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        _missing("Debian's chromium is not installed")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("Playwright's Python package is not installed")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@dataclass
+class PageWatch:
+    page: Any
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+    def clean(self) -> None:
+        assert self.dialogs == [], f"a script ran and opened dialogs: {self.dialogs}"
+        assert self.page_errors == [], self.page_errors
+        assert self.console_errors == [], self.console_errors
+
+
+@pytest.fixture
+def watched(browser: Any) -> Iterator[PageWatch]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    watch = PageWatch(page)
+    page.on(
+        "console",
+        lambda msg: watch.console_errors.append(msg.text) if msg.type == "error" else None,
+    )
+    page.on("pageerror", lambda exc: watch.page_errors.append(str(exc)))
+
+    def on_dialog(dialog: Any) -> None:
+        watch.dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.on("request", lambda req: watch.requests.append(req.url))
+    try:
+        yield watch
+    finally:
+        context.close()
+
+
+def save_png(page: Any, name: str) -> Path:
+    """A PNG of the whole page in the test output, for people to look at."""
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    path = OUTPUT / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
