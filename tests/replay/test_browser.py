@@ -8,12 +8,12 @@ through with the keyboard, and checked as a person would see it.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.e2e.agent import DESKCORDER
 from tests.replay.conftest import PageWatch, save_png
 from tests.replay.recording import BROWSER, CLICKS, EDITOR, HOSTILE_TITLE, Recording, record_session
 
@@ -46,8 +46,15 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
 def page_file(recording: Recording, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pages") / "replay.html"
     done = subprocess.run(
-        [sys.executable, "-m", "deskcorder", "replay", recording.session]
-        + ["--spool", str(recording.spool), "--out", str(out)],
+        [
+            *DESKCORDER,
+            "replay",
+            recording.session,
+            "--spool",
+            str(recording.spool),
+            "--out",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -127,7 +134,7 @@ def test_click_marker_sits_on_the_click_over_the_screenshot(
     for step, (x, y) in ((3, CLICKS[0]), (7, CLICKS[1]), (12, CLICKS[2])):
         page = open_page(watched, page_file, step)
         shot_loaded(page)
-        shot = [r for r in recording.records if r["k"] == "shot"][0]
+        shot = next(r for r in recording.records if r["k"] == "shot")
         assert page.evaluate("document.getElementById('shot').naturalWidth") == shot["w"]
         img = page.locator("#shot").bounding_box()
         ring = page.locator("#click-marker circle").first.bounding_box()
@@ -165,9 +172,7 @@ def test_the_pause_is_a_marked_span_on_the_timeline(
     watched.clean()
 
 
-def test_a_script_in_a_window_title_is_shown_as_text(
-    watched: PageWatch, page_file: Path
-) -> None:
+def test_a_script_in_a_window_title_is_shown_as_text(watched: PageWatch, page_file: Path) -> None:
     page = open_page(watched, page_file, 11)
     assert text(page, "#step-label") == f"title: {HOSTILE_TITLE}"
     assert text(page, "#win-title") == HOSTILE_TITLE

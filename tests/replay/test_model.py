@@ -58,7 +58,15 @@ def test_a_click_is_one_step_with_the_pointer_path_before_it() -> None:
     doc = build(
         [
             {"k": "focus", "t": s(0), "win": EDITOR},
-            {"k": "mv", "t": s(100), "x": 10, "y": 10, "dt": [16000, 16000], "dx": [5, 5], "dy": [0, 5]},
+            {
+                "k": "mv",
+                "t": s(100),
+                "x": 10,
+                "y": 10,
+                "dt": [16000] * 2,
+                "dx": [5, 5],
+                "dy": [0, 5],
+            },
             *click(200, 20, 15),
         ]
     )
