@@ -188,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_spool(p)
     p.add_argument("--out", metavar="FILE.html", type=Path, help="the page (default: per user)")
     p.add_argument("--open", action="store_true", help="open the page in the web browser")
+    p.add_argument(
+        "--steps",
+        choices=["actions", "records"],
+        default="actions",
+        help="step through actions (default) or the raw records",
+    )
     p.set_defaults(func=cmd_replay)
 
     from deskcorder.service.command import add_parser as add_service_parser
@@ -244,7 +250,8 @@ def _page_written(page: Path, args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from deskcorder.commands.replay import replay_page
 
-    return _page_written(replay_page(_spool_dir(args), args.session, args.out, print), args)
+    page = replay_page(_spool_dir(args), args.session, args.out, print, steps=args.steps)
+    return _page_written(page, args)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -94,6 +94,7 @@ def test_step_through_the_session_with_the_keyboard(
 
     page = open_page(watched, page_file)
     assert page.title() == f"Session {recording.session}"
+    assert "steps fromactions (the action reduction)" in text(page, "#details")
     n = len(EXPECTED)
     assert page.locator("#steps li").count() == n
     expect(page.locator("#step-counter")).to_have_text(f"Step 1 / {n}")
@@ -144,7 +145,8 @@ def test_click_marker_sits_on_the_click_over_the_screenshot(
         got_x = ring["x"] + ring["width"] / 2
         got_y = ring["y"] + ring["height"] / 2
         assert abs(got_x - want_x) <= 1.5 and abs(got_y - want_y) <= 1.5, (step, got_x, want_x)
-        assert text(page, "#step-detail") == f"at ({x}, {y})"
+        # where, and the action as the training data holds it
+        assert text(page, "#step-detail") == f"at ({x}, {y})pyautogui.click(x={x}, y={y})"
         assert "after this step" in text(page, "#shot-info")  # the click's own screenshot
     save_png(page, "replay-click-step.png")
     watched.clean()

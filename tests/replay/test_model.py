@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from deskcorder.replay import ChunkFacts, build_replay, images_of
 from deskcorder.replay.model import DRAG_PX, MULTI_CLICK_MS, SHOT_AFTER_MS, TYPING_BREAK_MS
 
@@ -40,7 +42,8 @@ def shot(ms: float, sha: str, reason: str = "click") -> dict[str, Any]:
 
 
 def build(records: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
-    return build_replay([HEADER], records, **kw)
+    """Steps from the records themselves (the fallback); actions are tested below."""
+    return build_replay([HEADER], records, **{"steps": "records", **kw})
 
 
 def kinds(doc: dict[str, Any]) -> list[str]:
@@ -305,3 +308,104 @@ def test_unknown_kinds_and_missing_fields_do_not_break_it() -> None:
     )
     assert kinds(doc) == ["release", "focus"]
     assert doc["steps"][1]["label"] == "window: unknown window"
+
+
+# --- steps from the action reduction (deskcorder.dataset) ----------------------------------
+
+
+def test_actions_are_the_steps_between_the_context_steps() -> None:
+    records = [
+        {"k": "start", "t": 0},
+        {"k": "focus", "t": s(10), "win": EDITOR},
+        {"k": "mv", "t": s(100), "x": 10, "y": 10, "dt": [16000] * 2, "dx": [5, 5], "dy": [0, 5]},
+        *click(200, 20, 15),
+        shot(240, SHA[0]),
+        *click(300, 20, 15),  # a double click
+        {"k": "bd", "t": s(1500), "x": 100, "y": 100, "b": "left"},
+        {"k": "mv", "t": s(1520), "x": 120, "y": 110, "dt": [16000], "dx": [30], "dy": [10]},
+        {"k": "bu", "t": s(1560), "x": 150, "y": 120, "b": "left"},
+        *[{"k": "kd", "t": s(2000 + i * 100), "cls": "letter"} for i in range(3)],
+        {"k": "kd", "t": s(2500), "key": "ctrl_l"},
+        {"k": "kd", "t": s(2510), "key": "s", "mods": ["ctrl"]},
+        {"k": "pause", "t": s(3000), "src": "user"},
+        {"k": "resume", "t": s(4000), "src": "user"},
+        {"k": "end", "t": s(5000), "reason": "stop"},
+    ]
+    doc = build_replay([HEADER], records)
+    assert doc["source"] == "actions"
+    labels = [(step["k"], step["label"]) for step in doc["steps"]]
+    assert labels == [
+        ("start", "session started"),
+        ("focus", "window: Notes - Editor (Tk)"),
+        ("double_click", "double click"),
+        ("drag", "left drag"),
+        ("type", "typing (3 keys)"),
+        ("hotkey", "ctrl+s"),
+        ("pause", "paused (user)"),
+        ("resume", "recording resumed"),
+        ("end", "session ended (stop)"),
+    ]
+    double, drag, typing, hotkey = doc["steps"][2:6]
+    assert (double["x"], double["y"], double["n"]) == (20, 15, 2)
+    assert double["code"] == "pyautogui.doubleClick(x=20, y=15)"
+    assert double["path"] == [10, 10, 15, 10, 20, 15]  # the pointer's way to the click
+    assert double["rec"] == [3, 7] and double["win"] == 0
+    assert (double["shot"], double["shot_role"]) == (0, "after")
+    assert drag["to"] == [150, 120] and drag["drag"][:2] == [100, 100]
+    assert drag["drag"][-2:] == [150, 120]
+    assert typing["keys"] == "LLL" and typing["n"] == 3
+    assert hotkey["key"] == "ctrl+s" and hotkey["code"] == "pyautogui.hotkey('ctrl', 's')"
+    assert doc["summary"]["steps"] == 9
+
+
+def test_full_mode_typing_is_one_action_with_its_scrubbed_text() -> None:
+    records = [
+        {"k": "focus", "t": 0, "win": EDITOR},
+        *[{"k": "kd", "t": s(100 + i * 100), "cls": "letter"} for i in range(4)],
+        {"k": "kd", "t": s(600), "key": "enter"},
+        {"k": "text", "t": s(600), "text": "mail [EMAIL]", "win": 1},
+    ]
+    doc = build_replay([{**HEADER, "keystrokes": "full"}], records)
+    typed = [step for step in doc["steps"] if step["k"] == "type"]
+    assert len(typed) == 1 and typed[0]["text"] == "mail [EMAIL]"
+    assert typed[0]["label"] == "typed text"
+
+
+def test_an_exact_pre_action_frame_is_shown_before_the_after_shot() -> None:
+    records = [
+        {"k": "focus", "t": 0, "win": EDITOR},
+        shot(500, SHA[2], "interval"),
+        *click(1000, 10, 10),
+        {**shot(990, SHA[0], "pre_action"), "t": s(1010), "act": s(1000)},
+        shot(1040, SHA[1]),
+    ]
+    doc = build_replay([{**HEADER, "pre_action": True}], records)
+    (step,) = [step for step in doc["steps"] if step["k"] == "click"]
+    shots = doc["shots"]
+    assert shots[step["shot"]]["sha"] == SHA[0] and step["shot_role"] == "before"
+    assert step["exact"] is True
+    assert shots[step["alt"]]["sha"] == SHA[1] and step["alt_role"] == "after"
+
+
+def test_actions_of_a_chunk_count_records_from_its_own_start() -> None:
+    lead = [{"k": "focus", "t": 0, "win": EDITOR}, *click(100, 1, 1)]
+    doc = build_replay([HEADER], click(2000, 5, 5), lead_in=lead)
+    assert [step["k"] for step in doc["steps"]] == ["click"]
+    assert doc["steps"][0]["rec"] == [0, 1] and doc["steps"][0]["win"] == 0
+
+
+def test_records_are_the_fallback_when_the_reduction_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from deskcorder.dataset import Reducer
+
+    def broken(self: Reducer, rec: dict[str, Any]) -> None:
+        raise RuntimeError("unexpected record")
+
+    monkeypatch.setattr(Reducer, "feed", broken)
+    doc = build_replay([HEADER], click(0, 1, 1))
+    assert doc["source"] == "records" and [step["k"] for step in doc["steps"]] == ["click"]
+    assert doc["warnings"] == [
+        "the action reduction failed on these records (RuntimeError: unexpected record); "
+        "the steps are the raw records"
+    ]

@@ -64,7 +64,9 @@ def doc_with(title: str) -> dict[str, object]:
         {"k": "focus", "t": 0, "win": win},
         {"k": "text", "t": 1000, "text": title, "win": 1},
     ]
-    return build_replay([{"session": "s-1", "keystrokes": "full"}], records, title=title)
+    return build_replay(
+        [{"session": "s-1", "keystrokes": "full"}], records, title=title, steps="records"
+    )
 
 
 def sha_source(text: str) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 from deskcorder.errors import DeskcorderError, FormatError, UsageError
 from deskcorder.replay import ChunkFacts, Images, build_replay, images_of, render
+from deskcorder.replay.model import StepSource
 from deskcorder.replay.page import Cell, render_index
 from deskcorder.storage.blobs import BlobStore, is_sha256
 from deskcorder.storage.chunk import seq_of
@@ -180,6 +181,7 @@ def session_document(
     seqs: set[int] | None = None,
     scope: Mapping[str, Any] | None = None,
     approved: Mapping[int, bool] | None = None,
+    steps: StepSource = "actions",
 ) -> dict[str, Any]:
     """The replay document of a session on this machine (or of chunks ``seqs`` of it)."""
     headers: list[dict[str, Any]] = []
@@ -223,7 +225,7 @@ def session_document(
         chunks=chunks,
         image_bytes=_blob_sizes(blobs, shas),
         scope=scope,
-        title=None,
+        steps=steps,
         warnings=warnings,
     )
 
@@ -249,12 +251,14 @@ def out_path(out: Path | None, name: str) -> Path:
     return folder / f"{name}.html"
 
 
-def replay_page(spool: Path, session: str | None, out: Path | None, write: Any) -> Path:
+def replay_page(
+    spool: Path, session: str | None, out: Path | None, write: Any, *, steps: StepSource = "actions"
+) -> Path:
     """``deskcorder replay [SESSION] [--out FILE.html]``; returns the page written."""
     found = find_session(spool, session)
     target = out_path(out, found.id)
     blobs = BlobStore(spool / "blobs")
-    written = write_page(session_document(found, blobs), blobs, target)
+    written = write_page(session_document(found, blobs, steps=steps), blobs, target)
     write(_written_line(written))
     return written.page
 

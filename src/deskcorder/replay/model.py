@@ -25,17 +25,23 @@ record, except that
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+from deskcorder.dataset import Action
 from deskcorder.events import (
     INPUT_KINDS,
     K_MOVE,
+    MODIFIER_KEYS,
     event_count,
     expand_moves,
 )
+from deskcorder.replay.actions import ActionSteps, attach_action_shots
+
+log = logging.getLogger(__name__)
 
 REPLAY_FORMAT = "deskcorder-replay"
 REPLAY_VERSION = 1
@@ -50,7 +56,6 @@ MAX_PATH_POINTS = 600  # pointer path points kept per step (the last ones)
 MAX_BUCKETS = 20_000  # activity buckets; longer sessions get coarser buckets
 
 KEY_KIND_LETTERS = {"letter": "L", "digit": "D", "space": " ", "punct": "P"}
-_MODIFIER_NAMES = frozenset({"shift", "ctrl", "alt", "cmd", "super", "iso"})
 _SPAN_LABELS = {"lock": "screen locked", "inactive": "session inactive"}
 
 
@@ -79,7 +84,7 @@ def window_label(win: Mapping[str, Any] | None) -> str:
 
 
 def _is_modifier(name: object) -> bool:
-    return isinstance(name, str) and name.split("_", 1)[0] in _MODIFIER_NAMES
+    return isinstance(name, str) and name in MODIFIER_KEYS
 
 
 def _dist(a: Sequence[int], b: Sequence[int]) -> float:
@@ -98,7 +103,9 @@ def _scroll_words(dx: int, dy: int) -> str:
 class _Builder:
     """One pass over the records; ``lead_in`` records only set the state."""
 
-    def __init__(self) -> None:
+    def __init__(self, actions: ActionSteps | None = None) -> None:
+        self.actions = actions  # steps from the action reduction, else from the records
+        self._win_by_id: dict[tuple[Any, Any], int] = {}  # (window id, title) -> index
         self.windows: list[dict[str, Any]] = []
         self._win_index: dict[tuple[Any, ...], int] = {}
         self.win: int | None = None  # the focused window's index
@@ -219,8 +226,32 @@ class _Builder:
         handler = getattr(self, f"_on_{kind}", None) if isinstance(kind, str) else None
         if handler is not None:
             handler(rec, t, index)
+        if self.actions is not None:
+            if self.recording and self.actions.first_shown_us is None:
+                self.actions.first_shown_us = int(rec.get("t", 0))
+            for action in self.actions.feed(dict(rec)):
+                self._action(action)
+
+    def _action(self, action: Action) -> None:
+        assert self.actions is not None
+        step = self.actions.step(action, self._action_window)
+        if step is not None and self.recording:
+            self.steps.append(step)
+
+    def _action_window(self, action: Action) -> int | None:
+        win = action.window
+        if win is None:
+            return None
+        found = self._win_by_id.get((win.id, win.title))
+        if found is None:
+            found = self._window({"app": win.app, "title": win.title})
+        return found
 
     def _on_mv(self, rec: Mapping[str, Any], t: int, index: int) -> None:
+        if self.actions is not None:
+            for t_us, x, y in expand_moves(dict(rec)):
+                self.actions.point(t_us, x, y)
+            return
         for _t, x, y in expand_moves(dict(rec)):
             point = [x, y]
             if not self.path or _dist(self.path[-1], point) >= 2:
@@ -231,6 +262,8 @@ class _Builder:
             self.path = []
 
     def _on_bd(self, rec: Mapping[str, Any], t: int, index: int) -> None:
+        if self.actions is not None:
+            return  # input steps come from the actions
         self._end_runs()
         button = str(rec.get("b", "left"))
         at = [int(rec.get("x", 0)), int(rec.get("y", 0))]
@@ -258,6 +291,8 @@ class _Builder:
         self.buttons[button] = step
 
     def _on_bu(self, rec: Mapping[str, Any], t: int, index: int) -> None:
+        if self.actions is not None:
+            return  # input steps come from the actions
         button = str(rec.get("b", "left"))
         step = self.buttons.pop(button, None)
         at = [int(rec.get("x", 0)), int(rec.get("y", 0))]
@@ -275,6 +310,8 @@ class _Builder:
             step["drag"] = [step["x"], step["y"], *[v for p in drag for v in p], *at]
 
     def _on_sc(self, rec: Mapping[str, Any], t: int, index: int) -> None:
+        if self.actions is not None:
+            return  # input steps come from the actions
         dx, dy = int(rec.get("dx", 0)), int(rec.get("dy", 0))
         run = self.scroll
         if (
@@ -302,6 +339,8 @@ class _Builder:
         self.scroll = step if self.recording else None
 
     def _on_kd(self, rec: Mapping[str, Any], t: int, index: int) -> None:
+        if self.actions is not None:
+            return  # input steps come from the actions
         cls = rec.get("cls")
         key = rec.get("key")
         mods = [m for m in rec.get("mods") or () if isinstance(m, str)]
@@ -331,6 +370,8 @@ class _Builder:
         self._step(t, "hotkey" if shortcut else "key", combo, index, key=combo)
 
     def _on_text(self, rec: Mapping[str, Any], t: int, index: int) -> None:
+        if self.actions is not None:
+            return  # input steps come from the actions
         self._end_runs()
         text = str(rec.get("text", ""))
         self._step(t, "text", "typed text", index, text=text)
@@ -344,6 +385,7 @@ class _Builder:
             self.win = self._window(win)
             self.win_id = win.get("id") if isinstance(win.get("id"), int) else None
             self.win_rec = dict(win)
+            self._win_by_id[(self.win_id, win.get("title"))] = self.win
         else:
             self.win = None
             self.win_id = None
@@ -356,6 +398,7 @@ class _Builder:
             return  # a background window's title: the page shows the focused one
         self.win_rec = {**self.win_rec, "title": rec.get("title")}
         self.win = self._window(self.win_rec)
+        self._win_by_id[(self.win_id, rec.get("title"))] = self.win
         self._open_band(t)
         self._step(t, "title", f"title: {rec.get('title')}", index)
 
@@ -441,6 +484,11 @@ class _Builder:
             self._span(kind, t0, end, _SPAN_LABELS.get(src, f"paused ({src})"), src, open=True)
         for step in self.steps:
             step.pop("_drag", None)
+        if self.actions is not None:
+            for action in self.actions.finish():
+                self._action(action)
+            self.steps.sort(key=lambda step: step["t"])  # stable: context steps first
+            attach_action_shots(self.steps, self.shots)
         _attach_shots(self.steps, self.shots)
 
 
@@ -462,7 +510,7 @@ def _attach_shots(steps: list[dict[str, Any]], shots: list[dict[str, Any]]) -> N
         t = step["t"]
         while j < len(times) and times[j] < t:
             j += 1
-        if step["k"] in _NO_SHOT_STEPS:
+        if step["k"] in _NO_SHOT_STEPS or "shot" in step:
             continue
         nxt = steps[i + 1]["t"] if i + 1 < len(steps) else None
         chosen = None
@@ -507,11 +555,35 @@ def _session_facts(header: Mapping[str, Any]) -> dict[str, Any]:
     return facts
 
 
-def build_replay(
+StepSource = Literal["actions", "records"]
+
+
+def _run(
     headers: Sequence[Mapping[str, Any]],
     records: Iterable[Mapping[str, Any]],
+    lead_in: Iterable[Mapping[str, Any]],
+    steps: StepSource,
+) -> _Builder:
+    actions = ActionSteps(dict(headers[0]) if headers else None) if steps == "actions" else None
+    builder = _Builder(actions)
+    builder.recording = False
+    for rec in lead_in:
+        builder.add(rec, -1)
+        if actions is not None:
+            actions.offset += 1
+    builder.start_showing()
+    for index, rec in enumerate(records):
+        builder.add(rec, index)
+    builder.finish()
+    return builder
+
+
+def build_replay(
+    headers: Sequence[Mapping[str, Any]],
+    records: Sequence[Mapping[str, Any]],
     *,
-    lead_in: Iterable[Mapping[str, Any]] = (),
+    lead_in: Sequence[Mapping[str, Any]] = (),
+    steps: StepSource = "actions",
     chunks: Sequence[ChunkFacts] = (),
     image_bytes: Mapping[str, int] | None = None,
     title: str | None = None,
@@ -526,15 +598,27 @@ def build_replay(
     window, pause); ``chunks`` the chunks shown, for the summary;
     ``image_bytes`` each screenshot's size where known; ``scope`` what part of
     the session this is (shown at the top, e.g. a chunk waiting for review).
+
+    ``steps``: ``actions`` steps through the action reduction's actions (the
+    training data's view, ``deskcorder.dataset``) between the context steps of
+    the records; ``records`` through the records themselves (folded as the
+    module says). If the reduction fails on these records, the records are the
+    fallback and the page says so.
     """
-    builder = _Builder()
-    builder.recording = False
-    for rec in lead_in:
-        builder.add(rec, -1)
-    builder.start_showing()
-    for index, rec in enumerate(records):
-        builder.add(rec, index)
-    builder.finish()
+    warnings = list(warnings)
+    source: StepSource = steps
+    try:
+        builder = _run(headers, records, lead_in, steps)
+    except Exception as exc:
+        if steps != "actions":
+            raise
+        log.warning("action reduction failed, showing raw records: %s", exc, exc_info=True)
+        warnings.append(
+            f"the action reduction failed on these records ({type(exc).__name__}: {exc}); "
+            "the steps are the raw records"
+        )
+        source = "records"
+        builder = _run(headers, records, lead_in, "records")
     header = headers[0] if headers else {}
     facts = _session_facts(header)
     t_first = builder.t_first or 0
@@ -569,7 +653,7 @@ def build_replay(
         "format_version": REPLAY_VERSION,
         "title": title or f"Session {facts.get('session', '?')}",
         "scope": dict(scope or {"kind": "session"}),
-        "source": "records",
+        "source": source,
         "session": facts,
         "summary": summary,
         "t0": t_first,
@@ -581,7 +665,7 @@ def build_replay(
         "shots": builder.shots,
         "steps": builder.steps,
         "chunks": [{k: v for k, v in vars(c).items() if v is not None} for c in chunks],
-        "warnings": list(warnings),
+        "warnings": warnings,
     }
 
 

@@ -23,6 +23,7 @@
   var stepItems = [];
   var thumbs = [];
   var curThumb = null;
+  var showAlt = false; // show the step's other screenshot (after / before)
   var imageCache = {};
 
   function $(id) { return document.getElementById(id); }
@@ -282,7 +283,7 @@
     steps.forEach(function (step, i) {
       var li = el("li");
       li.appendChild(el("span", "t", clock(step.t)));
-      li.appendChild(el("span", "k k-" + step.k, step.k));
+      li.appendChild(el("span", "k k-" + step.k, step.k.replace("_", " ")));
       var label = el("span", "l", step.label);
       label.title = step.label + "\n" + stepWindow(step);
       li.appendChild(label);
@@ -418,12 +419,18 @@
     function add(text, cls) { box.appendChild(el("span", cls, text)); }
     var at = step.x !== undefined ? "(" + step.x + ", " + step.y + ")" : "";
     switch (step.k) {
-      case "click": case "release": add("at " + at); break;
+      case "click": case "double_click": case "triple_click": case "right_click":
+      case "middle_click": case "release": case "move": add("at " + at); break;
       case "drag": add("from " + at + " to (" + step.to[0] + ", " + step.to[1] + ")"); break;
       case "scroll": add("at " + at); break;
       case "type":
-        add(step.keys.replace(/ /g, "\u2423"), "keys");
-        add("  " + plural(step.n, "key") + " (" + KEY_WORDS + ")");
+        if (step.keys !== undefined) {
+          add(step.keys.replace(/ /g, "\u2423"), "keys");
+          add("  " + plural(step.n, "key") + " (" + KEY_WORDS + ")");
+        } else {
+          add(step.text, "typed");
+          add("  as written to disk, after scrubbing");
+        }
         break;
       case "text":
         add(step.text, "typed");
@@ -435,7 +442,8 @@
       case "gap": add("Some records are missing here: " + step.label.replace(/^gap: /, "") + "."); break;
       default: break;
     }
-    if (step.text && step.k !== "text") add("  " + step.text, "typed");
+    if (step.text && step.k !== "text" && step.k !== "type") add("  " + step.text, "typed");
+    if (step.code) { box.appendChild(el("br")); add(step.code, "code"); }
   }
 
   function noShot(text) {
@@ -445,6 +453,7 @@
     cap.hidden = false;
     cap.textContent = text;
     $("shot-info").textContent = "";
+    $("btn-alt").hidden = true;
     $("stage").style.aspectRatio = "";
     $("stage").style.maxWidth = "";
   }
@@ -455,8 +464,15 @@
         step.k === "pause" ? step.label + ": nothing recorded" : step.label);
       return;
     }
-    var shot = shots[step.shot];
+    var which = showAlt && step.alt !== undefined ? "alt" : "shot";
+    var shot = shots[step[which]];
     var url = imageUrl(shot);
+    var altBtn = $("btn-alt");
+    altBtn.hidden = step.alt === undefined;
+    if (step.alt !== undefined) {
+      var otherRole = which === "alt" ? step.shot_role : step.alt_role;
+      altBtn.textContent = "show the screen " + (otherRole === "before" ? "before" : "after");
+    }
     if (!shot) { noShot(shots.length ? "No screenshot before this step" : "No screenshots in this session"); return; }
     $("no-shot").hidden = true;
     var stage = $("stage");
@@ -466,8 +482,11 @@
     if (url) img.src = url; else { img.removeAttribute("src"); $("no-shot").hidden = false; $("no-shot").textContent = "Screenshot not included in this page"; }
     var info = $("shot-info");
     info.textContent = "";
-    var dt = step.shot_dt || 0;
+    var dt = (which === "alt" ? step.alt_dt : step.shot_dt) || 0;
+    var role = which === "alt" ? step.alt_role : step.shot_role;
     var when = dt >= 0 ? duration(dt) + " after this step" : duration(-dt) + " before this step";
+    if (role === "before" && step.exact && which === "shot") when = "the screen just before this action (taken for it)";
+    else if (role === "before") when += " (the screen before it)";
     var line = el("span", dt < -5000 ? "stale" : null,
       "Screenshot at " + clock(shot.t) + " (" + shot.reason + "), " + when + "; " + shot.w + "\u00d7" + shot.h + " px");
     info.appendChild(line);
@@ -525,6 +544,7 @@
     i = Math.max(0, Math.min(steps.length - 1, i));
     var step = steps[i];
     if (cur >= 0 && stepItems[cur]) stepItems[cur].classList.remove("current");
+    if (i !== cur) showAlt = false;
     cur = i;
     var item = stepItems[i];
     item.classList.add("current");
@@ -579,6 +599,12 @@
     show(shown[Math.max(0, Math.min(shown.length - 1, pos))]);
   }
 
+  function toggleAlt() {
+    if (cur < 0 || steps[cur].alt === undefined) return;
+    showAlt = !showAlt;
+    drawStage(steps[cur]);
+  }
+
   function jumpSpan(direction) {
     var now = steps[cur] ? steps[cur].t : T0;
     var found = null;
@@ -611,6 +637,7 @@
     $("btn-next").addEventListener("click", function () { move(1); });
     $("btn-last").addEventListener("click", function () { show(steps.length - 1); });
     $("btn-play").addEventListener("click", function () { setPlaying(!playing); });
+    $("btn-alt").addEventListener("click", toggleAlt);
     document.addEventListener("keydown", function (ev) {
       var tag = ev.target && ev.target.tagName;
       if (ev.altKey || ev.ctrlKey || ev.metaKey) return;
@@ -630,6 +657,7 @@
         case "]": jumpSpan(1); break;
         case "[": jumpSpan(-1); break;
         case "/": $("filter").focus(); break;
+        case "a": toggleAlt(); break;
         default: handled = false;
       }
       if (handled) {
