@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.replay.recording import Recording, record_session
+
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
     "--no-sandbox",
@@ -34,6 +36,12 @@ def _missing(what: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="package")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
+    """One session recorded by the real agent under Xvfb, for every page test."""
+    return record_session(tmp_path_factory.mktemp("recording"))
 
 
 @pytest.fixture(scope="package")
@@ -95,3 +103,27 @@ def save_png(page: Any, name: str) -> Path:
     path = OUTPUT / name
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def open_page(watch: PageWatch, target: Path | str, step: int | None = None) -> Any:
+    """Open a replay page (a file or a URL), at ``step``; wait until it is drawn."""
+    url = target.as_uri() if isinstance(target, Path) else target
+    page = watch.page
+    page.goto(url + (f"#step={step}" if step else ""))
+    page.wait_for_selector("html[data-ready]")
+    page.wait_for_function(
+        "(n) => document.getElementById('step-counter').textContent.startsWith('Step ' + n + ' ')",
+        arg=step or 1,
+    )
+    return page
+
+
+def shot_loaded(page: Any) -> None:
+    page.wait_for_function(
+        "() => { const i = document.getElementById('shot');"
+        " return i.complete && i.naturalWidth > 0; }"
+    )
+
+
+def text(page: Any, selector: str) -> str:
+    return str(page.locator(selector).text_content())

@@ -36,11 +36,33 @@ min_spacing_s = 0
 """
 
 
+# what the recording holds, step by step: (label, window title shown)
+EXPECTED = [
+    ("session started", ""),
+    (f"window: {EDITOR} (Tk)", EDITOR),
+    ("left click", EDITOR),
+    ("typing (5 keys)", EDITOR),
+    ("ctrl+s", EDITOR),
+    (f"window: {BROWSER} (Tk)", BROWSER),
+    ("left click", BROWSER),
+    ("paused (user)", BROWSER),
+    ("recording resumed", BROWSER),
+    (f"window: {BROWSER} (Tk)", BROWSER),
+    (f"title: {HOSTILE_TITLE}", HOSTILE_TITLE),
+    ("left click", HOSTILE_TITLE),
+    ("session ended (sigterm)", HOSTILE_TITLE),
+]
+
+
 @dataclass(frozen=True)
 class Recording:
     spool: Path
     session: str
     records: list[dict[str, Any]]
+
+    @property
+    def device(self) -> str:
+        return str(read_session(self.spool / "sessions" / self.session).headers()[0]["device"])
 
 
 def record_session(tmp: Path) -> Recording:

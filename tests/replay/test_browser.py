@@ -9,37 +9,14 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.e2e.agent import DESKCORDER
-from tests.replay.conftest import PageWatch, save_png
-from tests.replay.recording import BROWSER, CLICKS, EDITOR, HOSTILE_TITLE, Recording, record_session
+from tests.replay.conftest import PageWatch, open_page, save_png, shot_loaded, text
+from tests.replay.recording import CLICKS, EXPECTED, HOSTILE_TITLE, Recording
 
 pytestmark = pytest.mark.x11
-
-# what the recording holds, step by step: (label, window title shown)
-EXPECTED = [
-    ("session started", ""),
-    (f"window: {EDITOR} (Tk)", EDITOR),
-    ("left click", EDITOR),
-    ("typing (5 keys)", EDITOR),
-    ("ctrl+s", EDITOR),
-    (f"window: {BROWSER} (Tk)", BROWSER),
-    ("left click", BROWSER),
-    ("paused (user)", BROWSER),
-    ("recording resumed", BROWSER),
-    (f"window: {BROWSER} (Tk)", BROWSER),
-    (f"title: {HOSTILE_TITLE}", HOSTILE_TITLE),
-    ("left click", HOSTILE_TITLE),
-    ("session ended (sigterm)", HOSTILE_TITLE),
-]
-
-
-@pytest.fixture(scope="module")
-def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
-    return record_session(tmp_path_factory.mktemp("recording"))
 
 
 @pytest.fixture(scope="module")
@@ -63,28 +40,6 @@ def page_file(recording: Recording, tmp_path_factory: pytest.TempPathFactory) ->
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"replay written: {out} (")
     return out
-
-
-def open_page(watch: PageWatch, page_file: Path, step: int | None = None) -> Any:
-    page = watch.page
-    page.goto(page_file.as_uri() + (f"#step={step}" if step else ""))
-    page.wait_for_selector("html[data-ready]")
-    page.wait_for_function(
-        "(n) => document.getElementById('step-counter').textContent.startsWith('Step ' + n + ' ')",
-        arg=step or 1,
-    )
-    return page
-
-
-def shot_loaded(page: Any) -> None:
-    page.wait_for_function(
-        "() => { const i = document.getElementById('shot');"
-        " return i.complete && i.naturalWidth > 0; }"
-    )
-
-
-def text(page: Any, selector: str) -> str:
-    return str(page.locator(selector).text_content())
 
 
 def test_step_through_the_session_with_the_keyboard(

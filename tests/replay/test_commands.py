@@ -39,8 +39,12 @@ def spool(tmp_path: Path) -> Path:
     write_session(
         root,
         [
-            [{"k": "start", "t": 0}, {"k": "focus", "t": 1000, "win": EDITOR}, *click(500, 10, 20)]
-            + [shot(540, red)],
+            [
+                {"k": "start", "t": 0},
+                {"k": "focus", "t": 1000, "win": EDITOR},
+                *click(500, 10, 20),
+                shot(540, red),
+            ],
             [
                 *click(2000, 30, 40),
                 shot(2040, blue),

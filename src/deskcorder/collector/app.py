@@ -585,6 +585,28 @@ class Collector:
             return _error(404, "no such chunk")
         return Response(data, media_type="application/zstd")
 
+    async def admin_replay(self, request: Request) -> Response:
+        """The session's replay page (docs/replay.md), screenshots inline, streamed."""
+        from deskcorder.collector import replay
+        from deskcorder.replay.model import StepSource
+
+        self._admin(request)
+        session = request.path_params["session"]
+        if not valid_session(session):
+            return _error(400, "invalid session id")
+        steps = request.query_params.get("steps", "actions")
+        if steps != "actions" and steps != "records":
+            return _error(400, "steps must be actions or records")
+        source: StepSource = "records" if steps == "records" else "actions"
+        doc = await anyio.to_thread.run_sync(replay.session_document, self.store, session, source)
+        if doc is None:
+            return _error(404, "no such session")
+        return StreamingResponse(
+            replay.page(self.store, doc),
+            media_type="text/html; charset=utf-8",
+            headers=replay.headers(session),
+        )
+
     def _user(self, request: Request) -> str:
         user = request.path_params["user"]
         if not valid_user(user):
@@ -835,6 +857,7 @@ def create_app(
         ("/v1/admin/sessions", "admin_sessions", c.admin_sessions, ["GET"]),
         ("/v1/admin/sessions/{session}", "admin_session", c.admin_session, ["GET"]),
         ("/v1/admin/sessions/{session}/chunks/{seq}", "admin_chunk", c.admin_chunk, ["GET"]),
+        ("/v1/admin/sessions/{session}/replay", "admin_replay", c.admin_replay, ["GET"]),
         ("/v1/admin/users/{user}/export", "admin_export", c.admin_export, ["GET"]),
         ("/v1/admin/users/{user}", "admin_erase", c.admin_erase, ["DELETE"]),
         ("/v1/admin/devices", "admin_devices", c.admin_devices, ["GET"]),

@@ -449,6 +449,10 @@ class Store:
         with self.objects.open_chunk(session, seq, digest) as fh:
             return fh.read()
 
+    def read_blob(self, sha: str) -> bytes | None:
+        """A stored screenshot's bytes, or None if it is not stored."""
+        return self.objects.read_blob(sha)
+
     # -- blobs -------------------------------------------------------------------------
     def has_blob(self, device: str, sha: str) -> bool:
         return self.index.has_blob(device, sha) and self.objects.has_blob(sha)

@@ -98,7 +98,7 @@ def _inline_images(blobs: Iterable[tuple[str, bytes]]) -> Iterator[str]:
     for sha, data in blobs:
         if not _SHA.match(sha):
             raise ValueError(f"not a sha256: {sha!r}")
-        yield f'<script type="text/plain" id="img-{sha}">'
+        yield f'<script type="text/plain" id="img-{sha}" data-bytes="{len(data)}">'
         yield base64.b64encode(data).decode("ascii")
         yield "</script>\n"
 

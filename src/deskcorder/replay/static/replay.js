@@ -119,6 +119,17 @@
     $("subtitle").textContent = sub.join(" \u00b7 ");
 
     var sum = data.summary || {};
+    if (images.mode === "inline") { // sizes of the images this page holds
+      var seen = {};
+      sum.image_bytes = 0;
+      sum.images_missing = 0;
+      shots.forEach(function (s) {
+        if (seen[s.sha]) return;
+        seen[s.sha] = 1;
+        var node = /^[0-9a-f]{64}$/.test(s.sha) ? document.getElementById("img-" + s.sha) : null;
+        if (node) sum.image_bytes += Number(node.dataset.bytes) || 0; else sum.images_missing++;
+      });
+    }
     var perApp = {};
     windows.forEach(function (w) {
       var app = w.app || w.process || w.title || "?";
@@ -165,7 +176,7 @@
       [(sum.events || 0).toLocaleString(), "input events"],
       [(sum.steps || 0).toLocaleString(), data.source === "actions" ? "actions" : "steps"],
       [(sum.screenshots || 0).toLocaleString(), "screenshots" + (sum.images !== sum.screenshots ? " (" + sum.images + " distinct)" : "")],
-      [bytes((sum.chunk_bytes || 0) + (sum.image_bytes || 0)), "on disk (" + bytes(sum.chunk_bytes || 0) + " records, " + bytes(sum.image_bytes || 0) + " images)"],
+      [bytes((sum.chunk_bytes || 0) + (sum.image_bytes || 0)), "stored (" + bytes(sum.chunk_bytes || 0) + " records, " + bytes(sum.image_bytes || 0) + " images)"],
       [String(sum.windows || 0), "windows"],
       [String(sum.pauses || 0), "pauses and locks"],
       [String(sum.exclusions || 0), "excluded windows"],
@@ -403,7 +414,7 @@
       }).join(", ") || String(sum.chunks || "")],
       ["records", (sum.records || 0) + " (" + Object.keys(sum.by_kind || {}).map(function (k) { return k + " " + sum.by_kind[k]; }).join(", ") + ")"],
       ["steps from", data.source === "actions" ? "actions (the action reduction)" : "raw records"],
-      ["images", sum.images_missing ? sum.images_missing + " screenshot file(s) are no longer on this machine" : null]
+      ["images", sum.images_missing ? sum.images_missing + " screenshot(s) not stored here any more" : null]
     ];
     rows.forEach(function (r) {
       if (r[1] === undefined || r[1] === null || r[1] === "") return;
@@ -479,7 +490,7 @@
     stage.style.aspectRatio = shot.w + " / " + shot.h;
     stage.style.maxWidth = "calc(72vh * " + (shot.w / shot.h).toFixed(4) + ")";
     var img = $("shot");
-    if (url) img.src = url; else { img.removeAttribute("src"); $("no-shot").hidden = false; $("no-shot").textContent = "Screenshot not included in this page"; }
+    if (url) img.src = url; else { img.removeAttribute("src"); $("no-shot").hidden = false; $("no-shot").textContent = "This screenshot is not stored here any more"; }
     var info = $("shot-info");
     info.textContent = "";
     var dt = (which === "alt" ? step.alt_dt : step.shot_dt) || 0;
