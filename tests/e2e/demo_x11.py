@@ -6,13 +6,16 @@ excludes), and records them with ``deskcorder run --backend x11`` under a
 policy that uploads to the collector. xdotool moves, clicks, scrolls, types
 and switches windows; the user pauses and resumes; the agent stops on
 SIGTERM. Then it shows what stayed on the machine (``deskcorder inspect``)
-and what reached the collector (its admin API). Needs the packages of
-.ci/setup.
+and what reached the collector (its admin API, and the session's replay page
+from ``/v1/admin/sessions/{session}/replay``, docs/replay.md). Needs the
+packages of .ci/setup.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,6 +47,7 @@ PRIVATE = "New Incognito Tab - Chromium"
 
 def main() -> int:
     spool_arg = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else None
+    pages = (spool_arg.parent if spool_arg is not None else Path.cwd()) / "demo-replay"
     with tempfile.TemporaryDirectory() as tmpdir, xserver() as x:
         tmp = Path(tmpdir)
         collector = CollectorProc(tmp).start()
@@ -110,6 +114,7 @@ def main() -> int:
             )
             for line in lines[1:]:
                 print("   " + json.dumps(json.loads(line), ensure_ascii=False))
+            _replay_page(collector, first, pages)
         finally:
             collector.stop()
         if spool_arg is not None:  # the collector's data, for `deskcorder dataset build`
@@ -118,6 +123,20 @@ def main() -> int:
             subprocess.run(["cp", "-r", str(collector.data), str(keep)], check=True)
             print(f"== the collector's data folder is kept in {keep}")
     return 0
+
+
+def _replay_page(collector: CollectorProc, session: str, pages: Path) -> None:
+    """The whole session as the data team sees it: the collector's replay page."""
+    if pages.exists():
+        shutil.rmtree(pages)
+    pages.mkdir(mode=0o700)
+    resp = collector.admin("GET", f"/v1/admin/sessions/{session}/replay")
+    resp.raise_for_status()
+    page = pages / "demo-replay.html"
+    fd = os.open(page, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(resp.content)
+    print(f"== its replay page, as the collector holds it ({len(resp.content):,} bytes): {page}")
 
 
 def _uploaded(agent: AgentProcess) -> int:

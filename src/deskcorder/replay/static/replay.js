@@ -694,6 +694,7 @@
     show(hashStep(0));
     window.addEventListener("hashchange", function () { var i = hashStep(cur); if (i !== cur) show(i); });
     document.documentElement.dataset.ready = "1";
+    if (window.performance && performance.mark) performance.mark("replay-ready");
   }
 
   start();
