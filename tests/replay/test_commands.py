@@ -202,3 +202,16 @@ def test_inspect_html_lists_every_session_with_a_link_to_its_replay(
         assert page_data(out / f"{session}.html")["session"]["session"] == session
     assert "2 chunk(s) not yet uploaded" in index
     assert mode(out) == 0o700 and mode(out / "index.html") == 0o600
+
+
+def test_a_session_whose_first_chunks_were_uploaded_says_so(
+    cli: Cli, spool: Path, home: Path
+) -> None:
+    Spool(spool).delete_chunk(Spool(spool).sealed_chunks()[0])  # acknowledged and deleted
+    out = home / "s.html"
+    assert cli.run("replay", "--spool", str(spool), "--out", str(out)).returncode == 0
+    data = page_data(out)
+    assert data["warnings"] == [
+        "chunk(s) 000000 are no longer on this computer (uploaded or removed)"
+    ]
+    assert [s["k"] for s in data["steps"]] == ["click", "end"]

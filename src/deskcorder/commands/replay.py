@@ -189,8 +189,13 @@ def session_document(
     lead_in: list[dict[str, Any]] = []
     chunks: list[ChunkFacts] = []
     warnings: list[str] = []
+    expected = 0
     for path, decoded in session.chunks():
         seq = seq_of(path)
+        if seqs is None and seq > expected:
+            gone = ", ".join(f"{n:06d}" for n in range(expected, seq))
+            warnings.append(f"chunk(s) {gone} are no longer on this computer (uploaded or removed)")
+        expected = seq + 1
         if seqs is not None and seq not in seqs:
             if seqs and seq < min(seqs):
                 lead_in.extend(decoded.records)
