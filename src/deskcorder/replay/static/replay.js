@@ -193,7 +193,7 @@
 
   /* ---------- timeline ---------- */
   function niceStep(total) {
-    var choices = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400];
+    var choices = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400];
     for (var i = 0; i < choices.length; i++) if (total / (choices[i] * 1000) <= 10) return choices[i] * 1000;
     return 28800000;
   }
@@ -202,7 +202,7 @@
     var ruler = $("ruler");
     var stepMs = niceStep(T1 - T0);
     for (var t = Math.ceil(T0 / stepMs) * stepMs; t <= T1; t += stepMs) {
-      var s = el("span", null, clock(t).replace(/\.\d$/, ""));
+      var s = el("span", null, stepMs < 1000 ? clock(t) : clock(t).replace(/\.\d$/, ""));
       s.style.left = pct(t) + "%";
       ruler.appendChild(s);
     }
