@@ -7,6 +7,7 @@ through with the keyboard, and checked as a person would see it.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -78,6 +79,10 @@ def test_step_through_the_session_with_the_keyboard(
     assert "LLLLL" in text(page, "#step-detail")  # key kinds, never the characters
     assert "hello" not in page.content()
     shot_loaded(page)
+    # the screenshot sheet loads thumbnails, when it comes into view
+    first = page.locator("#sheet img").first
+    first.scroll_into_view_if_needed()
+    expect(first).to_have_attribute("src", re.compile(r"^replay\.files/[0-9a-f]{64}\.thumb\.webp$"))
     watched.clean()
     # nothing but the page and its screenshots was loaded: no network at all
     assert all(url.startswith("file://") for url in watched.requests), watched.requests

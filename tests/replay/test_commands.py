@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -74,8 +75,12 @@ def test_replay_writes_a_private_page_with_its_screenshots_beside_it(
     assert mode(out) == 0o600 and mode(home / "s.files") == 0o700
     images = sorted(p.name for p in (home / "s.files").iterdir())
     shas = sorted(sha for sha in BlobStore(spool / "blobs"))
-    assert images == [f"{sha}.webp" for sha in shas]
+    assert images == sorted([f"{sha}.webp" for sha in shas] + [f"{sha}.thumb.webp" for sha in shas])
     assert all(mode(p) == 0o600 for p in (home / "s.files").iterdir())
+    from PIL import Image
+
+    with Image.open(home / "s.files" / f"{shas[0]}.thumb.webp") as thumb:
+        assert thumb.size == (320, 180)  # small enough already
     data = page_data(out)
     assert [s["k"] for s in data["steps"]] == ["start", "focus", "click", "click", "end"]
     assert data["summary"]["chunks"] == 2 and data["summary"]["image_bytes"] > 0
@@ -92,7 +97,11 @@ def test_a_second_page_with_fewer_screenshots_leaves_no_stale_ones(
     done = cli.run("replay", SESSION, "--spool", str(spool), "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert "1 screenshot(s) in s.files/; 1 screenshot(s) no longer on this machine" in done.stdout
-    assert [p.name for p in (home / "s.files").iterdir()] == [f"{next(iter(store))}.webp"]
+    left = next(iter(store))
+    assert sorted(p.name for p in (home / "s.files").iterdir()) == [
+        f"{left}.thumb.webp",
+        f"{left}.webp",
+    ]
     assert page_data(out)["summary"]["images_missing"] == 1
 
 
@@ -215,3 +224,15 @@ def test_a_session_whose_first_chunks_were_uploaded_says_so(
         "chunk(s) 000000 are no longer on this computer (uploaded or removed)"
     ]
     assert [s["k"] for s in data["steps"]] == ["click", "end"]
+
+
+def test_thumbnails_are_about_320_pixels_wide(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from deskcorder.commands.replay import _thumbnail
+    from tests.replay.helpers import image
+
+    big = tmp_path / "big.webp"
+    big.write_bytes(image("green", (1920, 1080)))
+    with Image.open(io.BytesIO(_thumbnail(big))) as thumb:
+        assert thumb.size == (320, 180) and thumb.format == "WEBP"

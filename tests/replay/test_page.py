@@ -113,9 +113,12 @@ def test_the_policy_allows_exactly_the_page_script_and_style() -> None:
 
 def test_files_mode_maps_shas_to_relative_urls_only() -> None:
     sha = "a" * 64
-    page = render_page(doc_with("x"), Images("files", {sha: f"p.files/{sha}.webp"}))
+    thumbs = {sha: f"p.files/{sha}.thumb.webp"}
+    page = render_page(doc_with("x"), Images("files", {sha: f"p.files/{sha}.webp"}, thumbs=thumbs))
     images = json.loads(parse(page).scripts[1][1])
-    assert images == {"mode": "files", "urls": {sha: f"p.files/{sha}.webp"}}
+    assert images == {"mode": "files", "urls": {sha: f"p.files/{sha}.webp"}, "thumbs": thumbs}
+    with pytest.raises(ValueError, match="relative"):
+        render_page(doc_with("x"), Images("files", {}, thumbs={sha: "https://x/t.webp"}))
     for bad in ("javascript:alert(1)", "https://evil.example/x.webp", "//evil/x"):
         with pytest.raises(ValueError, match="relative"):
             render_page(doc_with("x"), Images("files", {sha: bad}))

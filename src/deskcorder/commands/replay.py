@@ -11,11 +11,15 @@ uploader only sends sealed chunks and blobs from the spool).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import io
+import logging
 import os
 import re
 import secrets
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +33,12 @@ from deskcorder.storage.chunk import seq_of
 from deskcorder.storage.reader import Session, list_sessions, read_session
 from deskcorder.storage.spool import SealedChunk
 
+log = logging.getLogger(__name__)
+
 FILES_SUFFIX = ".files"  # page.html -> page.files/<sha>.<fmt>
-_IMAGE_NAME = re.compile(r"^[0-9a-f]{64}\.(webp|jpeg|png)$")
+_IMAGE_NAME = re.compile(r"^[0-9a-f]{64}(\.(webp|jpeg|png)|\.thumb\.webp)$")
+THUMB_SUFFIX = ".thumb.webp"
+THUMB_WIDTH = 320  # thumbnails for the screenshot sheet: at most about this wide
 _EXT = {"webp": "webp", "jpeg": "jpeg", "png": "png"}
 
 
@@ -130,16 +138,23 @@ class Written:
     missing_images: int
 
 
-def _copy_images(
-    blobs: BlobStore, folder: Path, wanted: Sequence[tuple[str, str]]
-) -> tuple[dict[str, str], int, int]:
-    """Copy the screenshots into ``folder``; returns (sha -> relative URL, count, bytes)."""
+@dataclass
+class _Copied:
+    urls: dict[str, str]
+    thumbs: dict[str, str]
+    count: int
+    bytes: int
+
+
+def _copy_images(blobs: BlobStore, folder: Path, wanted: Sequence[tuple[str, str]]) -> _Copied:
+    """Copy the screenshots into ``folder``, each with a small thumbnail for the page's
+    screenshot sheet (kept between runs: names are content addresses)."""
+    copied = _Copied({}, {}, 0, 0)
     if not wanted and not folder.exists():
-        return {}, 0, 0
+        return copied
     _ensure_private_dir(folder)
-    urls: dict[str, str] = {}
-    total = 0
     keep: set[str] = set()
+    need_thumbs: list[tuple[str, Path, Path]] = []
     for sha, fmt in wanted:
         if not is_sha256(sha) or fmt not in _EXT:
             continue
@@ -157,13 +172,54 @@ def _copy_images(
                 continue
             _write_private(dest, [data])
         keep.add(name)
-        total += size
-        urls[sha] = f"{folder.name}/{name}"
+        copied.count += 1
+        copied.bytes += size
+        copied.urls[sha] = f"{folder.name}/{name}"
+        thumb = folder / f"{sha}{THUMB_SUFFIX}"
+        keep.add(thumb.name)
+        if thumb.is_file() and not thumb.is_symlink():
+            copied.thumbs[sha] = f"{folder.name}/{thumb.name}"
+        else:
+            need_thumbs.append((sha, dest, thumb))
+    for sha, thumb in _make_thumbnails(need_thumbs):
+        copied.thumbs[sha] = f"{folder.name}/{thumb.name}"
     for old in folder.iterdir():  # screenshots of an earlier page with this name
         if _IMAGE_NAME.match(old.name) and old.name not in keep and not old.is_symlink():
             with contextlib.suppress(OSError):
                 old.unlink()
-    return urls, len(keep), total
+    return copied
+
+
+def _thumbnail(image: Path) -> bytes:
+    from PIL import Image
+
+    with Image.open(image) as img:
+        img.load()
+        factor = max(1, img.width // THUMB_WIDTH)
+        small = img.reduce(factor) if factor > 1 else img
+        out = io.BytesIO()
+        small.convert("RGB").save(out, "WEBP", quality=60, method=0)
+        return out.getvalue()
+
+
+def _make_thumbnails(todo: Sequence[tuple[str, Path, Path]]) -> list[tuple[str, Path]]:
+    """Thumbnails of the screenshots, in parallel (Pillow decodes without the GIL); none
+    when Pillow is not installed (the sheet then shows the screenshots scaled down)."""
+    if not todo or importlib.util.find_spec("PIL") is None:
+        return []
+
+    def one(item: tuple[str, Path, Path]) -> tuple[str, Path] | None:
+        sha, image, thumb = item
+        try:
+            data = _thumbnail(image)
+        except Exception as exc:  # a screenshot Pillow cannot read: the sheet uses the image
+            log.warning("%s: no thumbnail: %s", image, exc)
+            return None
+        _write_private(thumb, [data])
+        return sha, thumb
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return [done for done in pool.map(one, todo) if done is not None]
 
 
 def _blob_sizes(blobs: BlobStore, shas: Iterable[str]) -> dict[str, int]:
@@ -242,9 +298,9 @@ def write_page(doc: Mapping[str, Any], blobs: BlobStore, out: Path) -> Written:
     _check_own_folder(out.parent)
     folder = out.with_name(out.stem + FILES_SUFFIX)
     wanted = images_of(doc)
-    urls, count, image_bytes = _copy_images(blobs, folder, wanted)
-    size = _write_private(out, render(doc, Images("files", urls)))
-    return Written(out, size, count, image_bytes, len(wanted) - count)
+    copied = _copy_images(blobs, folder, wanted)
+    size = _write_private(out, render(doc, Images("files", copied.urls, thumbs=copied.thumbs)))
+    return Written(out, size, copied.count, copied.bytes, len(wanted) - copied.count)
 
 
 def out_path(out: Path | None, name: str) -> Path:

@@ -84,14 +84,15 @@ class Images:
     """Where the page finds its screenshots.
 
     ``files``: ``urls`` maps a sha256 to a URL relative to the page (a folder
-    beside it). ``inline``: ``blobs`` yields ``(sha256, bytes)`` once each; the
-    bytes go into the page (base64) and are decoded only when shown. ``none``:
-    no images.
+    beside it), ``thumbs`` to a thumbnail's (the screenshot sheet uses them).
+    ``inline``: ``blobs`` yields ``(sha256, bytes)`` once each; the bytes go
+    into the page (base64) and are decoded only when shown. ``none``: no images.
     """
 
     mode: ImageMode = "none"
     urls: Mapping[str, str] = field(default_factory=dict)
     blobs: Iterable[tuple[str, bytes]] = ()
+    thumbs: Mapping[str, str] = field(default_factory=dict)  # files: small ones for the sheet
 
 
 def _inline_images(blobs: Iterable[tuple[str, bytes]]) -> Iterator[str]:
@@ -107,7 +108,7 @@ def render(doc: Mapping[str, Any], images: Images | None = None) -> Iterator[str
     """The page, piece by piece (inline images are streamed, one at a time)."""
     images = images or Images()
     if images.mode == "files":
-        for sha, url in images.urls.items():
+        for sha, url in [*images.urls.items(), *images.thumbs.items()]:
             if not _SHA.match(sha):
                 raise ValueError(f"not a sha256: {sha!r}")
             if url.startswith(("javascript:", "data:")) or "//" in url:
@@ -121,7 +122,9 @@ def render(doc: Mapping[str, Any], images: Images | None = None) -> Iterator[str
         "CSS": _asset("replay.css"),
         "JS": _asset("replay.js"),
         "DATA": script_json(doc),
-        "IMAGES": script_json({"mode": images.mode, "urls": dict(images.urls)}),
+        "IMAGES": script_json(
+            {"mode": images.mode, "urls": dict(images.urls), "thumbs": dict(images.thumbs)}
+        ),
         "FILES_NOTE": files_note,
     }
     template = _asset("replay.html")

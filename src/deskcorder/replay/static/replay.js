@@ -105,6 +105,10 @@
     return null;
   }
 
+  function thumbUrl(shot) { // a small copy for the screenshot sheet, when the page has one
+    return (shot && images.thumbs && images.thumbs[shot.sha]) || imageUrl(shot);
+  }
+
   /* ---------- header and summary ---------- */
   function header() {
     var sub = [];
@@ -338,7 +342,7 @@
         if (!e.isIntersecting) return;
         var img = e.target;
         observer.unobserve(img);
-        var url = imageUrl(shots[Number(img.dataset.shot)]);
+        var url = thumbUrl(shots[Number(img.dataset.shot)]);
         if (url) img.src = url;
       });
     }, { rootMargin: "600px 0px" }) : null;
@@ -350,7 +354,7 @@
       img.loading = "lazy";
       img.decoding = "async";
       img.dataset.shot = i;
-      if (observer) observer.observe(img); else { var u = imageUrl(shot); if (u) img.src = u; }
+      if (observer) observer.observe(img); else { var u = thumbUrl(shot); if (u) img.src = u; }
       fig.appendChild(img);
       var w = windows[shot.win] || {};
       fig.appendChild(el("figcaption", null, clock(shot.t) + " \u00b7 " + shot.reason + (w.app ? " \u00b7 " + w.app : "")));
