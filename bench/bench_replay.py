@@ -41,6 +41,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.replay.browser import ARGS as CHROMIUM_ARGS
+from tests.replay.browser import CHROMIUM
+
 from deskcorder.capture.pipeline import Pipeline
 from deskcorder.commands.replay import session_document, write_page
 from deskcorder.events import (
@@ -59,15 +62,6 @@ from workload import generate
 
 T0 = 1_000_000_000
 SESSION = "20261127T090000Z-bench001"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-]
 _TEXT = "report budget meeting notes draft review quarterly sales figures customer project plan"
 WORDS = _TEXT.split()
 
@@ -239,7 +233,7 @@ def browse(out: Path, repeat: int, step: int, steps: int) -> dict[str, Any]:
 
     results: dict[str, Any] = {"files": [], "inline": [], "baseline": []}
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             for _ in range(repeat):
                 for name in ("files", "inline"):

@@ -16,18 +16,9 @@ from typing import Any
 
 import pytest
 
+from tests.replay.browser import ARGS, CHROMIUM
 from tests.replay.recording import Recording, record_session
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-]
 OUTPUT = Path(os.environ.get("DESKCORDER_TEST_OUTPUT", Path(__file__).parents[2] / "test-output"))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.replay.conftest import CHROMIUM
+from tests.replay.browser import CHROMIUM
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_replay.py"
 

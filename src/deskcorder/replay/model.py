@@ -39,7 +39,7 @@ from deskcorder.events import (
     event_count,
     expand_moves,
 )
-from deskcorder.replay.actions import ActionSteps, attach_action_shots
+from deskcorder.replay.actions import ActionSteps, attach_action_shots, scroll_words
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +89,6 @@ def _is_modifier(name: object) -> bool:
 
 def _dist(a: Sequence[int], b: Sequence[int]) -> float:
     return math.hypot(a[0] - b[0], a[1] - b[1])
-
-
-def _scroll_words(dx: int, dy: int) -> str:
-    words = []
-    if dy:
-        words.append(f"{'up' if dy > 0 else 'down'} {abs(dy)}")
-    if dx:
-        words.append(f"{'right' if dx > 0 else 'left'} {abs(dx)}")
-    return ", ".join(words) or "0"
 
 
 class _Builder:
@@ -324,13 +315,13 @@ class _Builder:
             run["dy"] += dy
             run["t1"] = t
             run["rec"][1] = index
-            run["label"] = f"scroll {_scroll_words(run['dx'], run['dy'])}"
+            run["label"] = f"scroll {scroll_words(run['dx'], run['dy'])}"
             return
         self.typing = None
         at = [int(rec.get("x", 0)), int(rec.get("y", 0))]
         self.pointer = at
         step = self._step(
-            t, "scroll", f"scroll {_scroll_words(dx, dy)}", index, x=at[0], y=at[1], t1=t
+            t, "scroll", f"scroll {scroll_words(dx, dy)}", index, x=at[0], y=at[1], t1=t
         )
         step["dx"], step["dy"] = dx, dy
         path = self._pointer_path()
