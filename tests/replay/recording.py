@@ -60,10 +60,6 @@ class Recording:
     session: str
     records: list[dict[str, Any]]
 
-    @property
-    def device(self) -> str:
-        return str(read_session(self.spool / "sessions" / self.session).headers()[0]["device"])
-
 
 def record_session(tmp: Path) -> Recording:
     with xserver() as x:

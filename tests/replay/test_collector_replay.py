@@ -33,7 +33,7 @@ def collector(
         spool = root / "spool"
         shutil.copytree(recording.spool, spool)  # the uploader deletes what it delivered
         settings = Upload(endpoint=proc.url, enroll_secret=ENROLL, timeout_s=5.0, backoff_max_s=0.2)
-        up = Uploader(settings, spool, recording.device, backoff_base=0.05)
+        up = Uploader(settings, spool, backoff_base=0.05)  # the agent's key, kept in the spool
         up.start()
         try:
             wait_for(lambda: not pending_chunks(spool), 30, "the session uploaded")
