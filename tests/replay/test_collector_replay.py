@@ -1,7 +1,8 @@
 """``GET /v1/admin/sessions/{session}/replay`` on a real collector, opened in real Chromium.
 
 The recorded session is uploaded by the real uploader (from a copy of its
-spool) to a collector on loopback; the page is fetched with the admin token
+spool) to a collector on loopback, on each storage backend (local files +
+SQLite; fleet: SeaweedFS + PostgreSQL); the page is fetched with the admin token
 and checked in the browser with the collector's own headers in force.
 """
 
@@ -16,6 +17,7 @@ import pytest
 from deskcorder.policy.model import Upload
 from deskcorder.upload.uploader import Uploader, pending_chunks
 from tests.collector.helpers import ADMIN, ENROLL, CollectorProc
+from tests.conftest import FleetFactory
 from tests.replay.conftest import PageWatch, open_page, save_png, shot_loaded, text
 from tests.replay.recording import EXPECTED, HOSTILE_TITLE, Recording
 from tests.xserver import wait_for
@@ -23,12 +25,18 @@ from tests.xserver import wait_for
 pytestmark = pytest.mark.x11
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["local", "fleet"])
 def collector(
-    recording: Recording, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, recording: Recording, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CollectorProc]:
-    root = tmp_path_factory.mktemp("collector")
-    proc = CollectorProc(root).start()
+    """The recorded session uploaded to a collector on each storage backend."""
+    root = tmp_path_factory.mktemp(f"collector-{request.param}")
+    if request.param == "fleet":  # SeaweedFS and PostgreSQL, started once per test session
+        seaweedfs = request.getfixturevalue("seaweedfs")
+        postgres = request.getfixturevalue("postgres")
+        proc = CollectorProc(root, None, fleet=FleetFactory(seaweedfs, postgres)()).start()
+    else:
+        proc = CollectorProc(root).start()
     try:
         spool = root / "spool"
         shutil.copytree(recording.spool, spool)  # the uploader deletes what it delivered
