@@ -188,3 +188,26 @@ def test_a_signed_enrollment_body_cannot_be_replayed_for_another_device(
         f"{collector.url}/v1/enroll", json=body, headers={"Authorization": f"Bearer {ENROLL}"}
     )
     assert resp.status_code == 401 and resp.json()["code"] == "bad_signature"
+
+
+def test_named_mode_when_allowed_and_a_second_device_for_one_user_is_flagged(
+    tmp_path: Path,
+) -> None:
+    proc = CollectorProc(tmp_path, None, "--allow-named").start()
+    try:
+        named = {"mode": "named", "login": "erin", "machine_id": "m-id", "hostname": "ws-17"}
+        proc.enroll(key_no(40), named)
+        claims = {"mode": "pseudonymous", "login": "frank", "machine_id": "m-id"}
+        proc.enroll(key_no(41), claims)
+        proc.enroll(key_no(42), claims)  # a reinstall that lost its key, or an impostor
+        devices = {d["device"]: d for d in proc.admin("GET", "/v1/admin/devices").json()["devices"]}
+        assert (devices[key_no(40).device]["user"], devices[key_no(40).device]["machine"]) == (
+            "erin",
+            "ws-17",
+        )
+        assert devices[key_no(41).device]["user"] == devices[key_no(42).device]["user"]
+        entries = proc.admin("GET", "/v1/admin/audit").json()["entries"]
+        (shared,) = [e for e in entries if e["action"] == "identity_shared"]
+        assert shared["target"] == key_no(42).device and shared["detail"]["other_devices"] == 1
+    finally:
+        proc.stop()
