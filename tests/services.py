@@ -22,7 +22,6 @@ import contextlib
 import ctypes
 import json
 import os
-import pwd
 import secrets
 import shutil
 import signal
@@ -190,6 +189,22 @@ class SeaweedFS:
             self.proc = None
 
 
+def missing_server(what: str) -> str | None:
+    """Why ``what`` ("seaweedfs", "postgres" or "chromium") cannot start here, or None.
+
+    The servers are Debian's (``bash .ci/setup`` installs them) and run on Linux only."""
+    if sys.platform != "linux":
+        return f"{what}: the tests that need it run on Linux (bash .ci/setup installs it)"
+    if what == "seaweedfs":
+        found = weed_binary() is not None
+    elif what == "postgres":
+        found = any(Path(f"/usr/lib/postgresql/{v}/bin/initdb").exists() for v in PG_VERSIONS)
+        found = found or shutil.which("initdb") is not None
+    else:
+        found = Path("/usr/bin/chromium").exists()
+    return None if found else f"{what} is not installed (bash .ci/setup installs it)"
+
+
 # -- PostgreSQL --------------------------------------------------------------------------
 
 
@@ -230,12 +245,16 @@ class Postgres:
 
     def _chown(self, path: Path) -> None:
         if self.run_as is not None:
+            import pwd  # POSIX only: tests/conftest.py imports this module everywhere
+
             entry = pwd.getpwnam(self.run_as)
             os.chown(path, entry.pw_uid, entry.pw_gid)
 
     def _run_kw(self) -> dict[str, Any]:
         kw: dict[str, Any] = {"cwd": self.root, "env": {"PATH": os.defpath, "LANG": "C.UTF-8"}}
         if self.run_as is not None:
+            import pwd  # POSIX only: tests/conftest.py imports this module everywhere
+
             entry = pwd.getpwnam(self.run_as)
             kw.update(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[])
             kw["env"]["HOME"] = str(self.root)
