@@ -22,7 +22,7 @@ from typing import Any
 
 import filelock
 
-from deskcorder import __version__
+from deskcorder import __version__, clock
 from deskcorder.capture.pipeline import Pipeline
 from deskcorder.capture.privacy import PrivacyComponent
 from deskcorder.capture.screenshots import ScreenshotComponent
@@ -136,7 +136,7 @@ class Agent:
         self._stop_reason = "stop"
         self.pipeline: Pipeline | None = None
         self.session_id = new_session_id()
-        self.t0_ns = time.monotonic_ns()
+        self.t0_ns = clock.now_ns()
         self.started_at = datetime.now(timezone.utc)
         warn_deprecated(self.policy.identity)
         self.device_id = identities(self.policy.identity, spool_dir).device  # makes the key
@@ -198,14 +198,9 @@ class Agent:
         return self.pipeline.observers
 
     def header(self, seq: int) -> dict[str, Any]:
-        mono = time.monotonic_ns()
+        now = clock.now_ns()
         unix_ns = time.time_ns()
-        t = max(0, (mono - self.t0_ns) // 1000)
-        utc = (
-            datetime.fromtimestamp(unix_ns / 1e9, timezone.utc)
-            .isoformat(timespec="microseconds")
-            .replace("+00:00", "Z")
-        )
+        t = max(0, (now - self.t0_ns) // 1000)
         cap = self.policy.capture
         state = self.spool.root / "state"
         if not key_saved(state):  # made on a full disk at start: save it now, with this chunk
@@ -235,7 +230,7 @@ class Agent:
                 "window": cap.window,
                 "screenshots": cap.screenshots,
             },
-            "clock": {"t": t, "unix_ns": unix_ns, "utc": utc},
+            "clock": clock.anchor(t, unix_ns),
             "pre_action": cap.screenshots and self.policy.screenshots.pre_action,
         }
 
@@ -371,12 +366,12 @@ class Agent:
         if minutes is not None and not isinstance(minutes, int | float):
             raise ValueError("minutes must be a number")
         until = self.pipeline.gates.pause_until(minutes)
-        self.emit_control((RAW_CONTROL, time.monotonic_ns(), "pause", until))
-        left = None if until == float("inf") else round(until - time.time())
+        self.emit_control((RAW_CONTROL, clock.now_ns(), "pause", until))
+        left = None if until == float("inf") else round(until - self.pipeline.gates.timer())
         return {"paused": True, "pause_left_s": left}
 
     def _handle_resume(self, req: dict[str, Any]) -> dict[str, Any]:
-        self.emit_control((RAW_CONTROL, time.monotonic_ns(), "resume", None))
+        self.emit_control((RAW_CONTROL, clock.now_ns(), "resume", None))
         return {"paused": False}
 
     def _handle_flush(self, req: dict[str, Any]) -> dict[str, Any]:

@@ -5,14 +5,16 @@ Two representations exist on purpose:
 * **Raw events** are plain tuples that OS hooks put on the bounded queue. A hook
   must only timestamp, copy scalars and ``put_nowait``; building a tuple is the
   cheapest way to do that. The first item is one of the ``RAW_*`` tags, the
-  second is ``time.monotonic_ns()``.
+  second is ``deskcorder.clock.now_ns()`` (the session clock: monotonic, and it
+  keeps counting while the machine sleeps).
 * **Records** are what a chunk stores, one JSON object per line. The pydantic
   models below are the reference for their fields (docs/format.md explains
   them) and export the JSON Schema. The pipeline writes records with plain
   ``json`` for speed; tests validate what it writes against these models.
 
 Times in records (``t``) are integer microseconds since the session start on
-one monotonic clock; each chunk header anchors that clock to UTC. The pipeline
+one clock that counts sleep too; each chunk header anchors it to UTC (a ``clock``
+record re-anchors it after a suspend or a wall-clock step). The pipeline
 rounds input times down to whole milliseconds (``Pipeline.time_resolution_us``):
 devices poll every 1-8 ms, so the finer digits were host jitter that cost about
 a quarter of the compressed size.
@@ -30,7 +32,7 @@ FORMAT_NAME = "deskcorder-chunk"
 FORMAT_VERSION = 1
 
 # ---------------------------------------------------------------------------
-# Raw events (source -> queue). Tuples: (tag, monotonic_ns, *scalars)
+# Raw events (source -> queue). Tuples: (tag, clock.now_ns(), *scalars)
 # ---------------------------------------------------------------------------
 
 RAW_MOVE = 1  # (RAW_MOVE, t_ns, x, y)
@@ -107,6 +109,7 @@ K_EXCLUDED = "excl"
 K_GAP = "gap"
 K_TEXT = "text"
 K_SHED = "shed"
+K_CLOCK = "clock"
 
 ALL_KINDS = (
     K_START,
@@ -126,6 +129,7 @@ ALL_KINDS = (
     K_GAP,
     K_TEXT,
     K_SHED,
+    K_CLOCK,
 )
 
 INPUT_KINDS = frozenset(
@@ -345,6 +349,21 @@ class ShedRec(_Rec):
     level: int
 
 
+class ClockRec(_Rec):
+    """A fresh clock anchor: after a suspend (``slept_us``) or a wall-clock step (``step_us``).
+
+    From ``t`` on, wall times follow ``clock`` instead of the header's anchor.
+    """
+
+    k: Literal["clock"]
+    cause: Literal["suspend", "step"]
+    clock: ClockAnchor
+    slept_us: int | None = Field(None, ge=0, description="suspend: how long the machine slept")
+    step_us: int | None = Field(
+        None, description="step: how far the wall clock moved against session time"
+    )
+
+
 Record = Annotated[
     StartRec
     | EndRec
@@ -359,7 +378,8 @@ Record = Annotated[
     | ExcludedRec
     | GapRec
     | TextRec
-    | ShedRec,
+    | ShedRec
+    | ClockRec,
     Field(discriminator="k"),
 ]
 

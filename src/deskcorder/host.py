@@ -81,7 +81,7 @@ class Host(Protocol):
 
     @property
     def t0_ns(self) -> int:
-        """``time.monotonic_ns()`` at session time 0: a record's ``t`` is µs since then."""
+        """``deskcorder.clock.now_ns()`` at session time 0: a record's ``t`` is µs since then."""
 
     @property
     def last_move_ns(self) -> int:

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from deskcorder import clock
 from deskcorder.events import K_SHED, RAW_MARK
 from deskcorder.host import Host
 
@@ -253,7 +254,7 @@ class Watchdog:
             gc.collect()
         what = f"{describe(change.level)}; {change.reason}"
         log.warning("shed level %d -> %d: %s", change.was, change.level, what)
-        host.emit((RAW_MARK, time.monotonic_ns(), K_SHED, {"level": change.level, "what": what}))
+        host.emit((RAW_MARK, clock.now_ns(), K_SHED, {"level": change.level, "what": what}))
         return change
 
     def stop(self, timeout: float) -> None:

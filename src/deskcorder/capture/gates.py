@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from deskcorder import clock as session_clock
 from deskcorder.capture.exclusions import builtin_rules
 from deskcorder.capture.schedule import schedule_check
 from deskcorder.events import WindowInfo
@@ -32,10 +33,19 @@ WindowRule = Callable[[WindowInfo], str | None]
 
 
 class Gates:
-    def __init__(self, policy: Policy, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = session_clock.now_s,
+    ) -> None:
         self.policy = policy
-        self.clock = clock
-        self.paused_until: float | None = None  # wall time; float('inf') = until resumed
+        self.clock = clock  # wall time: the schedule (work hours are wall-clock hours)
+        # the session clock (counts sleep, never steps): pauses end on time even when
+        # the wall clock is stepped (NTP, a manual change) or the machine sleeps
+        self.timer = timer
+        self.paused_until: float | None = None  # timer() value; float('inf') = until resumed
         self.locked = False
         self.inactive = False
         self.consent_ok = not policy.notice.require_ack
@@ -67,7 +77,7 @@ class Gates:
             minutes = float(limit) if limit else None
         elif limit and minutes > limit:
             raise ValueError(f"the longest pause policy allows is {limit} minutes")
-        return float("inf") if minutes is None else self.clock() + minutes * 60
+        return float("inf") if minutes is None else self.timer() + minutes * 60
 
     def resume(self) -> None:
         self.paused_until = None
@@ -75,7 +85,7 @@ class Gates:
     def pause_left(self) -> float | None:
         if self.paused_until is None:
             return None
-        return max(0.0, self.paused_until - self.clock())
+        return max(0.0, self.paused_until - self.timer())
 
     # -- the verdict ------------------------------------------------------------
     def blocked_reason(self) -> str | None:
@@ -84,7 +94,7 @@ class Gates:
             if not self.consent_ok:
                 return "consent"
             if self.paused_until is not None:
-                if self.clock() < self.paused_until:
+                if self.timer() < self.paused_until:
                     return "user"
                 self.paused_until = None
             if self.policy.pause.on_lock:

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from deskcorder import clock
+from deskcorder.capture.clockwatch import ClockChange, ClockWatch
 from deskcorder.capture.coalesce import MoveCoalescer
 from deskcorder.capture.gates import Gates
 from deskcorder.capture.redact import KeyRedactor
@@ -23,6 +25,7 @@ from deskcorder.capture.textbuf import KeyFilter, SecureProbe
 from deskcorder.events import (
     K_BUTTON_DOWN,
     K_BUTTON_UP,
+    K_CLOCK,
     K_END,
     K_EXCLUDED,
     K_FOCUS,
@@ -128,15 +131,21 @@ class Pipeline:
         session_id: str | None = None,
         t0_ns: int | None = None,
         event_time_flush: bool = False,
-        clock_ns: Callable[[], int] = time.monotonic_ns,
+        clock_ns: Callable[[], int] = clock.now_ns,
         keystrokes: str | None = None,
         secure_probe: SecureProbe | None = None,
         secure_poll: SecureProbe | None = None,
+        clock_watch: ClockWatch | None = None,
     ) -> None:
         self.policy = policy
         self.spool = spool
         self.queue = EventQueue(policy.capture.queue_size)
-        self.t0_ns = time.monotonic_ns() if t0_ns is None else t0_ns
+        # suspends and wall-clock steps become `clock` records; tests that pass their
+        # own session clock pass a ClockWatch over the same clocks (or none)
+        if clock_watch is None and clock_ns is clock.now_ns:
+            clock_watch = ClockWatch()
+        self.clock_watch = clock_watch
+        self.t0_ns = clock_ns() if t0_ns is None else t0_ns
         self.session: SessionWriter = spool.open_session(header_factory, session_id)
         self.gates = Gates(policy)
         if policy.notice.require_ack:
@@ -331,6 +340,9 @@ class Pipeline:
 
     def _tick(self, now_ns: int) -> None:
         t = self._stamp(now_ns)
+        if self.clock_watch is not None:
+            for change in self.clock_watch.check():
+                self._clock_changed(change)
         self._check_drops(t)
         self._update_blocked(t)
         self.moves.tick(t, self._out)
@@ -340,6 +352,24 @@ class Pipeline:
                 self.moves.before_discrete(self._out)
                 for text in texts:
                     self._append(text)
+
+    def _clock_changed(self, change: ClockChange) -> None:
+        """A suspend or a wall-clock step: a ``clock`` record with a fresh anchor."""
+        rec: Record = {
+            "k": K_CLOCK,
+            "t": self._stamp(change.session_ns),
+            "cause": change.cause,
+            "clock": clock.anchor(max(0, (change.session_ns - self.t0_ns) // 1000), change.wall_ns),
+        }
+        amount_us = change.amount_ns // 1000
+        if change.cause == "suspend":
+            rec["slept_us"] = amount_us
+            log.info("the machine slept for %.0f s", amount_us / 1e6)
+        else:
+            rec["step_us"] = amount_us
+            log.warning("the wall clock moved by %+.3f s; records re-anchored", amount_us / 1e6)
+        self.moves.before_discrete(self._out)
+        self._append(rec)
 
     def _flush(self) -> None:
         self.moves.close_batch(self._out)

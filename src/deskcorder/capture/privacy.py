@@ -15,6 +15,7 @@ import shutil
 import time
 from typing import Any
 
+from deskcorder import clock
 from deskcorder.capture.secure_input import Probe, SecureInputMonitor, effective_keystrokes
 from deskcorder.events import RAW_CONTROL
 from deskcorder.host import Host
@@ -89,7 +90,7 @@ class PrivacyComponent:
             host.spool.root, self.policy, action, user=host.user_id, device=host.device_id
         )
         ok = not self.policy.notice.require_ack or has_consent(host.spool.root, self.policy)
-        host.emit_control((RAW_CONTROL, time.monotonic_ns(), "consent", ok))
+        host.emit_control((RAW_CONTROL, clock.now_ns(), "consent", ok))
         erasure = request_erasure(host.spool.root, self.policy) if action == "withdraw" else None
         return {"receipt": str(path), "capture_allowed": ok, "erasure": erasure is not None}
 

@@ -44,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from deskcorder import clock
 from deskcorder.capture.preaction import Request, Ring, RingFrame, Triggers
 from deskcorder.events import (
     K_BUTTON_DOWN,
@@ -421,16 +422,16 @@ class ScreenshotWorker:
             if kind == K_BUTTON_DOWN:
                 if self._on_click:
                     point = (record["x"], record["y"])
-                    self._trigger(_Trigger("click", time.monotonic_ns(), point))
+                    self._trigger(_Trigger("click", clock.now_ns(), point))
             elif self._on_typing and kind in _TYPING_KINDS:
                 first = self._last_key_ns <= self._typing_seen_ns
-                self._last_key_ns = time.monotonic_ns()
+                self._last_key_ns = clock.now_ns()
                 if first:
                     self._wake.set()
         elif kind == K_FOCUS:
             self._pipeline_excluded = False
             if self._on_focus:
-                self._trigger(_Trigger("focus", time.monotonic_ns()))
+                self._trigger(_Trigger("focus", clock.now_ns()))
         elif kind == K_EXCLUDED:
             self._pipeline_excluded = True
             self._triggers.clear()
@@ -442,7 +443,7 @@ class ScreenshotWorker:
 
     def _pre_observe(self, record: dict[str, Any], kind: str) -> None:
         if kind in _PRE_INPUT:
-            self._input_ns = time.monotonic_ns()
+            self._input_ns = clock.now_ns()
             req = self._pre_triggers.record(record, self._last_move())
             if req is not None:
                 if len(self._pre_requests) < PRE_QUEUE:
@@ -551,7 +552,7 @@ class ScreenshotWorker:
         self.emit(
             (
                 RAW_MARK,
-                time.monotonic_ns(),
+                clock.now_ns(),
                 K_GAP,
                 {"cause": "screenshot_skip", "dropped": delta},
             )
@@ -572,7 +573,7 @@ class ScreenshotWorker:
         before the approach), then every period while it goes on, every 2 s when idle
         (for up to a minute). Returns how long until the next look (at most 0.1 s)."""
         period = self._ring_period_ns
-        now = time.monotonic_ns()
+        now = clock.now_ns()
         self.ring_looks += 1
         if self._shed() >= 1:  # the watchdog sheds screenshots (watchdog.screenshots_allowed)
             if len(self._ring):
@@ -610,7 +611,7 @@ class ScreenshotWorker:
         periods is made afresh.
         """
         epoch = self._ring.epoch
-        now = time.monotonic_ns()
+        now = clock.now_ns()
         before = self._ring_check
         if (
             before is None
@@ -625,13 +626,13 @@ class ScreenshotWorker:
         win, masks = before
         region = choose_region(self.cfg.scope, self._monitors(grabber), win, None)
         self._ring.make_room()
-        ns = time.monotonic_ns()
+        ns = clock.now_ns()
         frame = grabber.grab(region)
         after = self._check()
         if after is None or after[0].id != win.id or sorted(after[1]) != sorted(masks):
             self._ring.drop()  # the frame is let go here: it never leaves memory
             return
-        self._ring_check, self._ring_check_ns = after, time.monotonic_ns()
+        self._ring_check, self._ring_check_ns = after, clock.now_ns()
         self._ring_check_epoch = epoch
         self.ring_grabs += 1
         self._ring.add(RingFrame(ns, epoch, frame, region, tuple(masks), win.id))
@@ -695,7 +696,7 @@ class ScreenshotWorker:
         info = ShotInfo(
             sha, cfg.format, w, h, frame.region, PRE_ACTION, frame.window_id, req.act, age
         )
-        self.emit((RAW_SHOT, time.monotonic_ns(), info))
+        self.emit((RAW_SHOT, clock.now_ns(), info))
 
     def _step_shots(self, grabber: Grabber) -> float | None:
         """Do at most one shot; return how long to wait for the next trigger (None: now)."""
@@ -712,11 +713,11 @@ class ScreenshotWorker:
         waits: list[float] = [GAP_EVERY_S]
         key_ns = self._last_key_ns
         if cfg.after_typing_s > 0 and key_ns > self._typing_seen_ns:
-            left = key_ns / 1e9 + cfg.after_typing_s - time.monotonic()
+            left = key_ns / 1e9 + cfg.after_typing_s - clock.now_s()
             if left <= 0:
                 self._typing_seen_ns = key_ns
                 if self._pending is None:
-                    self._pending = _Trigger("typing", time.monotonic_ns())
+                    self._pending = _Trigger("typing", clock.now_ns())
                 else:
                     self.coalesced += 1
             else:
@@ -725,7 +726,7 @@ class ScreenshotWorker:
             due = max(self._last_shot, self._last_attempt) + cfg.interval_s
             if now >= due:
                 if self._pending is None:
-                    self._pending = _Trigger("interval", time.monotonic_ns())
+                    self._pending = _Trigger("interval", clock.now_ns())
             else:
                 waits.append(due - now)
         self._report_skips()
@@ -792,8 +793,8 @@ class ScreenshotWorker:
         """
         until = getattr(self.gates, "paused_until", None)
         if until is not None:
-            clock: Callable[[], float] = getattr(self.gates, "clock", time.time)
-            if clock() >= until:
+            timer: Callable[[], float] = getattr(self.gates, "timer", clock.now_s)
+            if timer() >= until:
                 return True
         return self.gates.blocked_reason() is not None
 
@@ -820,7 +821,7 @@ class ScreenshotWorker:
             return
         win, masks = checked
         region = choose_region(cfg.scope, self._monitors(grabber), win, trig.point)
-        t_ns = time.monotonic_ns()
+        t_ns = clock.now_ns()
         frame = grabber.grab(region)
         key = pixel_key(frame, region, masks, self._settings)
         known = self._recent.get(key)

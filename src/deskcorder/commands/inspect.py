@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from deskcorder.errors import DeskcorderError, FormatError
-from deskcorder.events import INPUT_KINDS, K_EXCLUDED, K_GAP, K_PAUSE, event_count
-from deskcorder.storage.reader import Session, list_sessions, read_session
+from deskcorder.events import INPUT_KINDS, K_CLOCK, K_EXCLUDED, K_GAP, K_PAUSE, event_count
+from deskcorder.storage.reader import Session, WallClock, list_sessions, read_session
 from deskcorder.upload.report import rejected_lines
 from deskcorder.upload.uploader import rejected_chunks
-
-
-def _wall(header: dict[str, Any], t: int) -> datetime | None:
-    clock = header.get("clock") or {}
-    try:
-        unix_ns = int(clock["unix_ns"]) + (t - int(clock["t"])) * 1000
-    except (KeyError, TypeError, ValueError):
-        return None
-    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=unix_ns // 1000)
 
 
 def summarize(session: Session) -> dict[str, Any]:
@@ -35,9 +26,12 @@ def summarize(session: Session) -> dict[str, Any]:
     chunks = 0
     damaged: list[str] = []
     current: dict[str, Any] | None = None
+    wall = WallClock()  # the anchor in force: the first, and the last
+    start: datetime | None = None
     for path, decoded in session.chunks():
         chunks += 1
         header = header or decoded.header
+        wall.see(decoded.header)
         if decoded.error:
             damaged.append(f"{path.name}: {decoded.error}")
         for rec in decoded.records:
@@ -45,7 +39,11 @@ def summarize(session: Session) -> dict[str, Any]:
             n = event_count(rec)
             counts[kind] += n
             t = rec["t"]
+            if first_t is None:
+                start = wall.utc(t)
             first_t = t if first_t is None else min(first_t, t)
+            if kind == K_CLOCK:
+                wall.see(rec)
             last_t = max(last_t, t + sum(rec.get("dt", ())))
             if kind == "focus":
                 win = rec.get("win") or {}
@@ -86,8 +84,7 @@ def summarize(session: Session) -> dict[str, Any]:
                 current["events"] += n
     if header is None:
         raise FormatError(f"{session.path}: no readable chunk")
-    start = _wall(header, first_t or 0)
-    end = _wall(header, last_t)
+    end = wall.utc(last_t)
     return {
         "id": session.id,
         "path": str(session.path),

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from deskcorder import clock
 from deskcorder.events import (
     RAW_BUTTON,
     RAW_FOCUS,
@@ -210,7 +211,7 @@ class ScriptPlayer:
                     continue
                 if tag == RAW_KEY and not self.want_keys:
                     continue
-                emit((tag, time.monotonic_ns(), *raw[1:]))
+                emit((tag, clock.now_ns(), *raw[1:]))
         self.done.set()
 
     def stop(self, timeout: float) -> None:

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any
 
+from deskcorder import clock
 from deskcorder.errors import EnvironmentUnsupported
 from deskcorder.events import RAW_BUTTON, RAW_KEY, RAW_MOVE, RAW_SCROLL
 from deskcorder.platform.base import Emit
@@ -53,7 +54,7 @@ class PynputInput:
             from pynput import mouse as pmouse
         except Exception as exc:
             raise EnvironmentUnsupported(f"cannot load pynput for input capture: {exc}") from exc
-        monotonic_ns = time.monotonic_ns
+        monotonic_ns = clock.now_ns  # the session clock (counts sleep)
         down: dict[object, KeyIdentity] = {}
 
         def on_move(x: float, y: float, injected: bool = False) -> None:

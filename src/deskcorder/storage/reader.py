@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from deskcorder.errors import FormatError
-from deskcorder.events import K_EXCLUDED, K_FOCUS, K_MOVE, K_TITLE, expand_moves
+from deskcorder.events import K_CLOCK, K_EXCLUDED, K_FOCUS, K_MOVE, K_TITLE, expand_moves
 from deskcorder.storage.chunk import (
     CHUNK_SUFFIX,
     MANIFEST_SUFFIX,
@@ -29,19 +30,51 @@ from deskcorder.storage.chunk import (
 
 @dataclass(frozen=True)
 class Event:
-    """One input or context event. ``window`` is the focused window's record (or None)."""
+    """One input or context event. ``window`` is the focused window's record (or None);
+    ``unix_ns`` its wall time (UTC, ns since the epoch) by the anchor in force."""
 
     kind: str
     t: int
     fields: dict[str, Any]
     window: dict[str, Any] | None = None
     excluded: bool = False
+    unix_ns: int | None = None
 
     def __getitem__(self, key: str) -> Any:
         return self.fields[key]
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.fields.get(key, default)
+
+
+class WallClock:
+    """Session time to wall time, by the anchor in force: each chunk header's ``clock``,
+    replaced by a ``clock`` record after a suspend or a wall-clock step (docs/format.md)."""
+
+    def __init__(self) -> None:
+        self._t = 0
+        self._unix_ns: int | None = None
+
+    def see(self, record: dict[str, Any]) -> None:
+        """Feed every header and record in order (cheap for records that are not anchors)."""
+        anchor = record.get("clock")
+        if not isinstance(anchor, dict) or ("format" not in record and record.get("k") != K_CLOCK):
+            return
+        try:
+            self._t, self._unix_ns = int(anchor["t"]), int(anchor["unix_ns"])
+        except (KeyError, TypeError, ValueError):
+            self._unix_ns = None
+
+    def unix_ns(self, t: int) -> int | None:
+        if self._unix_ns is None:
+            return None
+        return self._unix_ns + (t - self._t) * 1000
+
+    def utc(self, t: int) -> datetime | None:
+        ns = self.unix_ns(t)
+        if ns is None:
+            return None
+        return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=ns // 1000)
 
 
 @dataclass
@@ -80,8 +113,14 @@ class Session:
         """Records as events; ``mv`` batches expanded; each tied to its window."""
         window: dict[str, Any] | None = None
         excluded = False
-        for record in self.records():
+        wall = WallClock()
+        for record in self._headers_and_records():
+            if "format" in record:  # a chunk header
+                wall.see(record)
+                continue
             kind = record["k"]
+            if kind == K_CLOCK:
+                wall.see(record)
             if kind == K_FOCUS:
                 window = record.get("win")
                 excluded = False
@@ -92,10 +131,16 @@ class Session:
                 window = {**window, "title": record["title"]}
             if kind == K_MOVE:
                 for t, x, y in expand_moves(record):
-                    yield Event(K_MOVE, t, {"x": x, "y": y}, window, excluded)
+                    yield Event(K_MOVE, t, {"x": x, "y": y}, window, excluded, wall.unix_ns(t))
                 continue
             fields = {k: v for k, v in record.items() if k not in ("k", "t")}
-            yield Event(kind, record["t"], fields, window, excluded)
+            t = record["t"]
+            yield Event(kind, t, fields, window, excluded, wall.unix_ns(t))
+
+    def _headers_and_records(self) -> Iterator[dict[str, Any]]:
+        for _, decoded in self.chunks():
+            yield decoded.header
+            yield from decoded.records
 
 
 def _chunks_in(directory: Path) -> tuple[list[Path], list[Path]]:

@@ -20,6 +20,7 @@ import time
 from array import array
 from typing import Any
 
+from deskcorder import clock
 from deskcorder.errors import EnvironmentUnsupported
 from deskcorder.events import RAW_BUTTON, RAW_KEY, RAW_MARK, RAW_MOVE, RAW_SCROLL
 from deskcorder.platform.base import Emit
@@ -104,7 +105,7 @@ def _make_listener_classes(emit: Emit) -> tuple[type[Any], type[Any]]:
 
 def _live_mixin(emit: Emit) -> type[Any]:
     """What both hooks share: going live on StartOfData, and one gap when they die."""
-    monotonic_ns = time.monotonic_ns
+    monotonic_ns = clock.now_ns  # the session clock (counts sleep)
     lost: list[bool] = []  # one gap record when the hooks die on their own
 
     class LiveMixin:
@@ -151,7 +152,7 @@ def _mouse_hook(emit: Emit, live: type[Any], listener: type[Any]) -> type[Any]:
     button_press = X.ButtonPress
     button_release = X.ButtonRelease
     scroll_buttons = SCROLL_BUTTONS
-    monotonic_ns = time.monotonic_ns
+    monotonic_ns = clock.now_ns  # the session clock (counts sleep)
 
     class MouseHook(live, listener):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -193,7 +194,7 @@ def _keyboard_hook(emit: Emit, live: type[Any], listener: type[Any]) -> type[Any
     from Xlib import X
 
     key_press = X.KeyPress
-    monotonic_ns = time.monotonic_ns
+    monotonic_ns = clock.now_ns  # the session clock (counts sleep)
 
     class KeyboardHook(live, listener):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:

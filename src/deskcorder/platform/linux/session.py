@@ -15,9 +15,9 @@ import re
 import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 
+from deskcorder import clock
 from deskcorder.events import RAW_SESSION
 from deskcorder.platform.base import Emit
 
@@ -174,7 +174,7 @@ class LogindSessionProbe:
             )
         if state != self._last:
             self._last = state
-            emit((RAW_SESSION, time.monotonic_ns(), state[0], state[1]))
+            emit((RAW_SESSION, clock.now_ns(), state[0], state[1]))
 
     def _watch(self, emit: Emit) -> None:
         tool, path = self._tool(), self._path

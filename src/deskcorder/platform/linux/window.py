@@ -21,6 +21,7 @@ import threading
 import time
 from typing import Any
 
+from deskcorder import clock
 from deskcorder.events import RAW_FOCUS, RAW_TITLE, WindowInfo
 from deskcorder.platform.base import Emit
 
@@ -289,7 +290,7 @@ class X11WindowProbe:
             self._loop(x, emit)
         except Exception:  # the X server went away, most likely
             log.exception("window probe stopped")
-            emit((RAW_FOCUS, time.monotonic_ns(), None))
+            emit((RAW_FOCUS, clock.now_ns(), None))
         finally:
             self._ready.set()
             x.close()
@@ -315,7 +316,7 @@ class X11WindowProbe:
                     return
                 none_due = None
                 if current is not None or not unknown_sent:
-                    emit((RAW_FOCUS, time.monotonic_ns(), None))
+                    emit((RAW_FOCUS, clock.now_ns(), None))
                     unknown_sent = True
                 current = None
                 return
@@ -328,7 +329,7 @@ class X11WindowProbe:
             watched.change_attributes(event_mask=X.PropertyChangeMask)
             current = x.info(wid)
             unknown_sent = False
-            emit((RAW_FOCUS, time.monotonic_ns(), current))
+            emit((RAW_FOCUS, clock.now_ns(), current))
 
         def refresh_title() -> None:
             nonlocal current
@@ -348,7 +349,7 @@ class X11WindowProbe:
                     width=current.width,
                     height=current.height,
                 )
-                emit((RAW_TITLE, time.monotonic_ns(), current.id, title))
+                emit((RAW_TITLE, clock.now_ns(), current.id, title))
 
         refresh_focus()
         self._ready.set()

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
+from deskcorder import clock
 from deskcorder.events import RAW_FOCUS, RAW_SESSION, RAW_TITLE, WindowInfo
 from deskcorder.platform.base import Backend, Check, Emit, Found
 from deskcorder.platform.macos import api as macapi
@@ -107,11 +107,11 @@ class MacWindowProbe(_Poller):
         cur = self._current
         if now is None:
             if cur is not None or not self._sent:
-                emit((RAW_FOCUS, time.monotonic_ns(), None))
+                emit((RAW_FOCUS, clock.now_ns(), None))
         elif cur is None or cur.id != now.id or cur.pid != now.pid:
-            emit((RAW_FOCUS, time.monotonic_ns(), now))
+            emit((RAW_FOCUS, clock.now_ns(), now))
         elif now.title != cur.title and now.title is not None:
-            emit((RAW_TITLE, time.monotonic_ns(), now.id, now.title))
+            emit((RAW_TITLE, clock.now_ns(), now.id, now.title))
         self._current = now
         self._sent = True
 
@@ -158,7 +158,7 @@ class MacSessionProbe(_Poller):
         state = self.api().session()
         if state != self._last:
             self._last = state
-            emit((RAW_SESSION, time.monotonic_ns(), state[0], state[1]))
+            emit((RAW_SESSION, clock.now_ns(), state[0], state[1]))
 
 
 def doctor_checks(api: ApiFactory = macapi.load) -> list[Check]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import ntpath
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
+from deskcorder import clock
 from deskcorder.events import RAW_FOCUS, RAW_SESSION, RAW_TITLE, WindowInfo
 from deskcorder.platform.base import Backend, Check, Emit
 from deskcorder.platform.pynput_input import PynputInput
@@ -113,12 +113,12 @@ class WindowsWindowProbe(_ApiHolder):
             if not hwnd:
                 if self._current is not None:
                     self._current = None
-                    emit((RAW_FOCUS, time.monotonic_ns(), None))
+                    emit((RAW_FOCUS, clock.now_ns(), None))
                 return
             if self._current is not None and self._current.id == hwnd:
                 return
             self._current = window_info(api, hwnd)
-            emit((RAW_FOCUS, time.monotonic_ns(), self._current))
+            emit((RAW_FOCUS, clock.now_ns(), self._current))
 
         def on_event(event: int, hwnd: int, obj: int) -> None:
             try:
@@ -141,7 +141,7 @@ class WindowsWindowProbe(_ApiHolder):
                                 width=cur.width,
                                 height=cur.height,
                             )
-                            emit((RAW_TITLE, time.monotonic_ns(), hwnd, title))
+                            emit((RAW_TITLE, clock.now_ns(), hwnd, title))
             except Exception:
                 log.exception("window event handling failed")
 
@@ -150,7 +150,7 @@ class WindowsWindowProbe(_ApiHolder):
             if hwnd:
                 focus(hwnd)
             else:
-                emit((RAW_FOCUS, time.monotonic_ns(), None))
+                emit((RAW_FOCUS, clock.now_ns(), None))
         finally:
             self._ready.set()
         api.run_win_events(on_event)
@@ -175,13 +175,13 @@ class WtsSessionProbe(_ApiHolder):
         if not self.available():
             return
         api = self.api()
-        emit((RAW_SESSION, time.monotonic_ns(), api.input_desktop_locked(), None))
+        emit((RAW_SESSION, clock.now_ns(), api.input_desktop_locked(), None))
         started = threading.Event()
 
         def on_change(code: int) -> None:
             change = SESSION_CODES.get(code)
             if change is not None:
-                emit((RAW_SESSION, time.monotonic_ns(), change[0], change[1]))
+                emit((RAW_SESSION, clock.now_ns(), change[0], change[1]))
 
         def run() -> None:
             self._tid = api.thread_id()
