@@ -110,6 +110,7 @@ K_GAP = "gap"
 K_TEXT = "text"
 K_SHED = "shed"
 K_CLOCK = "clock"
+K_POWER = "power"
 
 ALL_KINDS = (
     K_START,
@@ -130,6 +131,7 @@ ALL_KINDS = (
     K_TEXT,
     K_SHED,
     K_CLOCK,
+    K_POWER,
 )
 
 INPUT_KINDS = frozenset(
@@ -364,6 +366,16 @@ class ClockRec(_Rec):
     )
 
 
+class PowerRec(_Rec):
+    """What the power state lets screenshots do changed (policy ``[power]``)."""
+
+    k: Literal["power"]
+    battery: bool = Field(description="running on battery")
+    percent: int | None = Field(None, ge=0, le=100, description="battery charge, when known")
+    screenshots: Literal["on", "spaced", "off"]
+    spacing_s: float | None = Field(None, ge=0, description="spaced: seconds between shots")
+
+
 Record = Annotated[
     StartRec
     | EndRec
@@ -379,7 +391,8 @@ Record = Annotated[
     | GapRec
     | TextRec
     | ShedRec
-    | ClockRec,
+    | ClockRec
+    | PowerRec,
     Field(discriminator="k"),
 ]
 

@@ -91,6 +91,21 @@ class Check:
     required: bool = True  # a failing required check makes doctor exit non-zero
 
 
+@dataclass(frozen=True)
+class Battery:
+    """A battery reading: charge in percent and whether mains power is connected."""
+
+    percent: float | None  # None: unknown
+    plugged: bool | None  # None: cannot tell
+
+
+PowerProbe = Callable[[], "Battery | None"]
+"""The battery now (None: no battery, a desktop). Cheap; polled every few seconds."""
+
+NetworkProbe = Callable[[], "bool | None"]
+"""Is the connection metered now? (None: unknown). Cheap; polled every few seconds."""
+
+
 @dataclass
 class Backend:
     """The parts and probe finders one platform provides.
@@ -108,6 +123,8 @@ class Backend:
     doctor: Callable[[], list[Check]] = lambda: []
     secure_input: Callable[[], Found[SecureProbe]] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    power: PowerProbe | None = None  # battery (platform/power.py: psutil on every OS)
+    network: NetworkProbe | None = None  # metered connection (platform/<os>/network.py)
 
 
 # -- the control channel's transport (platform/channel.py) ---------------------------

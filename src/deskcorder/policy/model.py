@@ -152,6 +152,11 @@ class Upload(_Section):
     allow_insecure_http: bool = Field(
         False, description="allow a plain http:// endpoint on a non-loopback host (not for use)"
     )
+    on_metered: Literal["wait", "upload"] = Field(
+        "wait",
+        description="on a metered connection (phone tether, mobile data): wait for an "
+        "unmetered one, or upload anyway (max_kbps still applies)",
+    )
 
     @field_validator("endpoint")
     @classmethod
@@ -247,6 +252,33 @@ class Screenshots(_Section):
     )
 
 
+class Power(_Section):
+    """Laptops on battery: fewer screenshots, later uploads (charge in percent)."""
+
+    battery_screenshot_spacing_s: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="on battery: at least this many seconds between screenshots "
+        "(0 = as on mains power)",
+    )
+    screenshots_off_below_percent: int = Field(
+        20, ge=0, le=100, description="on battery below this charge: no screenshots (0 = never)"
+    )
+    uploads_wait_below_percent: int = Field(
+        20,
+        ge=0,
+        le=100,
+        description="on battery below this charge: uploads wait for mains power (0 = never)",
+    )
+    critical_percent: int = Field(
+        10,
+        ge=0,
+        le=100,
+        description="on battery at or below this charge: neither screenshots nor uploads",
+    )
+
+
 class Limits(_Section):
     """Self-limits enforced by the agent's watchdog before the service manager acts."""
 
@@ -267,6 +299,7 @@ class Policy(_Section):
     spool: Spool = Field(default_factory=Spool)
     screenshots: Screenshots = Field(default_factory=Screenshots)
     limits: Limits = Field(default_factory=Limits)
+    power: Power = Field(default_factory=Power)
 
     def digest(self) -> str:
         """sha256 of the canonical effective policy (secrets hashed, not included)."""
