@@ -26,6 +26,7 @@ from deskcorder import __version__, clock
 from deskcorder.capture.pipeline import Pipeline
 from deskcorder.capture.privacy import PrivacyComponent
 from deskcorder.capture.screenshots import ScreenshotComponent
+from deskcorder.conditions import Conditions
 from deskcorder.control.channel import ControlServer, runtime_dir
 from deskcorder.devicekey import load_or_create
 from deskcorder.devicekey import saved as key_saved
@@ -44,6 +45,7 @@ from deskcorder.watchdog import Watchdog
 log = logging.getLogger(__name__)
 
 STOP_BUDGET_S = 2.0
+SCREENS_EVERY_S = 2.0  # how often monitors are looked at (a change starts a new chunk)
 
 
 __all__ = ["Agent", "Component", "default_components", "default_spool_dir"]
@@ -145,6 +147,8 @@ class Agent:
         self.privacy = PrivacyComponent(self.policy, backend)
         self.keystrokes = self.privacy.keystrokes
         self._screens: list[tuple[int, int, int, int]] = []
+        # battery and network: what screenshots and uploads may do now (started in run)
+        self._conditions = Conditions(self.policy, backend.power, backend.network)
         self._layout: str | None = None
         self.shed_level = 0
 
@@ -186,6 +190,10 @@ class Agent:
     @property
     def last_move_ns(self) -> int:
         return 0 if self.pipeline is None else self.pipeline.last_move_ns
+
+    @property
+    def conditions(self) -> Conditions:
+        return self._conditions
 
     @property
     def gates(self) -> CaptureGates:
@@ -290,6 +298,8 @@ class Agent:
             # secure-input monitor, notice, consent control: before any input source
             self.privacy.start(self)
             started.append(self.privacy)
+            self._conditions.start(self)  # before the components that read it
+            started.append(self._conditions)
             cap = self.policy.capture
             if self.policy.pause.on_lock:
                 backend.session.start(self.emit)
@@ -313,19 +323,36 @@ class Agent:
             raise
         log.info("recording session %s into %s", self.session_id, spool.root)
         deadline = None if self.duration is None else time.monotonic() + self.duration
+        next_screens = time.monotonic() + SCREENS_EVERY_S
         while not self._stop.is_set():
             timeout = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
             if timeout <= 0:
                 self._stop_reason = "duration"
                 break
-            self._stop.wait(timeout)
+            self._stop.wait(min(timeout, max(0.0, next_screens - time.monotonic())))
             if pipeline.fatal is not None:
                 self._stop_reason = "error"
                 break
+            if time.monotonic() >= next_screens:
+                next_screens = time.monotonic() + SCREENS_EVERY_S
+                self._check_screens()
         ok = self._stop_all(started, pipeline, self._stop_reason)
         if pipeline.fatal is not None:
             raise DeskcorderError(f"capture failed: {pipeline.fatal}") from pipeline.fatal
         return 0 if ok else 1
+
+    def _check_screens(self) -> None:
+        """Monitors added, removed or resized: a ``screen`` record and a new chunk."""
+        try:
+            screens = self.backend.screens()
+        except Exception as exc:
+            log.debug("screen geometry unavailable: %s", exc)
+            return
+        if not screens or screens == self._screens:
+            return  # unknown (e.g. the display is briefly away): keep the last known
+        log.info("screens changed: %s -> %s", self._screens, screens)
+        self._screens = screens  # read by the next header
+        self.emit_control((RAW_CONTROL, clock.now_ns(), "screens", screens))
 
     def _stop_all(self, started: list[Any], pipeline: Pipeline, reason: str) -> bool:
         deadline = time.monotonic() + STOP_BUDGET_S
@@ -390,7 +417,7 @@ class Agent:
         }
         if self.pipeline is not None:
             out.update(self.pipeline.status())
-        for component in self.components:
+        for component in [self._conditions, *self.components]:
             try:
                 out[component.name] = component.status()
             except Exception as exc:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-POLL_S = 15.0  # battery and network are read this often (each read is cheap)
+POLL_S = 10.0  # battery and network are read this often (each read is cheap)
 
 
 @dataclass(frozen=True)
@@ -166,9 +166,9 @@ class Conditions:
 
     # -- component ------------------------------------------------------------------------
     def start(self, host: Host) -> None:
-        self._emit = host.emit
         self.refresh()
-        if self.rule.screenshots != "on":  # say so from the start, not only on changes
+        self._emit = host.emit  # from now on every change is recorded
+        if self.rule.screenshots != "on":  # and this one from the start
             host.emit((RAW_MARK, clock.now_ns(), K_POWER, self.record_fields()))
         if self._power is None and self._network is None:
             return

@@ -111,6 +111,7 @@ K_TEXT = "text"
 K_SHED = "shed"
 K_CLOCK = "clock"
 K_POWER = "power"
+K_SCREEN = "screen"
 
 ALL_KINDS = (
     K_START,
@@ -132,6 +133,7 @@ ALL_KINDS = (
     K_SHED,
     K_CLOCK,
     K_POWER,
+    K_SCREEN,
 )
 
 INPUT_KINDS = frozenset(
@@ -376,6 +378,13 @@ class PowerRec(_Rec):
     spacing_s: float | None = Field(None, ge=0, description="spaced: seconds between shots")
 
 
+class ScreenRec(_Rec):
+    """The monitors changed (added, removed, resized); the next chunk's header has them too."""
+
+    k: Literal["screen"]
+    screen: list[list[int]] = Field(description="monitors as [left, top, width, height]")
+
+
 Record = Annotated[
     StartRec
     | EndRec
@@ -392,7 +401,8 @@ Record = Annotated[
     | TextRec
     | ShedRec
     | ClockRec
-    | PowerRec,
+    | PowerRec
+    | ScreenRec,
     Field(discriminator="k"),
 ]
 

@@ -49,6 +49,19 @@ class CaptureGates(Protocol):
         """The exclusion rule that matches ``win``, or None when it may be recorded."""
 
 
+class HostConditions(Protocol):
+    """Battery and network as the agent last saw them (``deskcorder.conditions``); any thread."""
+
+    on_change: list[Callable[[], None]]
+    """Called (on the conditions thread) when a verdict below changed; must be quick."""
+
+    def upload_hold(self) -> str | None:
+        """Why uploads must wait now (``metered network``, a low battery), or None."""
+
+    def screenshots(self) -> tuple[bool, float]:
+        """(screenshots allowed, extra minimum spacing in seconds) under policy ``[power]``."""
+
+
 class Host(Protocol):
     """The agent as its components see it."""
 
@@ -99,6 +112,10 @@ class Host(Protocol):
     def alerts(self) -> dict[str, str]:
         """One line per component that the person must see (the tray shows them):
         ``host.alerts[component.name] = "uploads stopped: ..."``; delete it when over."""
+
+    @property
+    def conditions(self) -> HostConditions:
+        """Battery and network: what they allow now (screenshots, uploads)."""
 
     shed_level: int
     """Load shedding step (0-3), written only by the watchdog; read it, never wait on it."""

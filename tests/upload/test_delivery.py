@@ -479,3 +479,24 @@ def test_one_fleet_instance_sigkilled_mid_stream_and_restarted(
     finally:
         up.stop(5)
         cluster.stop()
+
+
+def test_uploads_wait_while_held_and_go_when_released(
+    collector: CollectorProc, tmp_path: Path
+) -> None:
+    """A metered network (or a low battery) holds uploads; nothing is sent meanwhile."""
+    spool = tmp_path / "spool"
+    expected = make_spool(spool, sessions=1, chunks=3, per_chunk=10)
+    held: list[str | None] = ["metered network"]
+    up = Uploader(Upload(endpoint=collector.url, enroll_secret=ENROLL), spool, DEVICE)
+    up.hold = lambda: held[0]
+    up.start()
+    try:
+        wait_until(lambda: up.state == "waiting: metered network", 10, "the uploader waiting")
+        assert all_ns(collector) == [] and len(pending_chunks(spool)) == 3
+        held[0] = None
+        up.wake()  # what a change of conditions does
+        wait_until(lambda: drained(spool), 30, "the spool to drain")
+    finally:
+        up.stop(5)
+    assert_exactly_once(collector, expected)

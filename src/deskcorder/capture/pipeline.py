@@ -34,6 +34,7 @@ from deskcorder.events import (
     K_KEY_UP,
     K_PAUSE,
     K_RESUME,
+    K_SCREEN,
     K_SCROLL,
     K_SHOT,
     K_START,
@@ -190,6 +191,7 @@ class Pipeline:
         self._min_free = policy.spool.min_free_mb * MIB
         self._next_space_check = 0.0
         self._next_repair = 0.0
+        self._rotate_now = False  # seal the open chunk at the next flush (screens changed)
         self._want_mouse = policy.capture.mouse
         self._want_keys = policy.capture.keyboard and self.keystrokes != "off"
         self._want_window = policy.capture.window
@@ -403,7 +405,8 @@ class Pipeline:
         try:
             if time.monotonic() >= self._next_retention:
                 self._apply_retention()
-            if self.session.needs_rotation():
+            if self.session.needs_rotation() or self._rotate_now:
+                self._rotate_now = False
                 manifest = self.session.seal()
                 if manifest is not None:
                     self._sealed(manifest)
@@ -526,6 +529,7 @@ class Pipeline:
             gap["errno"] = fault.errno
         self.storage = None
         self.gates.storage = None
+        self._rotate_now = False  # the chunk just opened has the current screens
         self._append(gap)
         self._update_blocked(t)  # resume record, the focused window again
         log.warning(
@@ -794,6 +798,13 @@ class Pipeline:
         elif command == "consent":
             self.gates.consent_ok = bool(arg)
         elif command == "flush":
+            self._flush_now.set()
+        elif command == "screens":
+            # monitors added, removed or resized: say so, and start a new chunk so that
+            # every chunk's header holds the geometry of all its records
+            self.moves.before_discrete(self._out)
+            self._append({"k": K_SCREEN, "t": t, "screen": [list(m) for m in arg]})
+            self._rotate_now = True
             self._flush_now.set()
         self._update_blocked(t)
 

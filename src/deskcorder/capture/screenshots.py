@@ -55,6 +55,7 @@ from deskcorder.events import (
     K_KEY_UP,
     K_PAUSE,
     K_RESUME,
+    K_SCREEN,
     K_TEXT,
     RAW_MARK,
     RAW_SHOT,
@@ -333,8 +334,10 @@ class ScreenshotWorker:
         t0_ns: int = 0,
         last_move: Callable[[], int] = lambda: 0,
         shed: Callable[[], int] = lambda: 0,
+        power: Callable[[], tuple[bool, float]] = lambda: (True, 0.0),
     ) -> None:
         self.cfg = cfg
+        self._power = power  # policy [power]: (allowed, extra spacing), deskcorder.conditions
         self.gates = gates
         self.probe = probe
         self.store = store
@@ -353,6 +356,7 @@ class ScreenshotWorker:
         self._last_key_ns = 0
         self._pipeline_paused = False
         self._pipeline_excluded = False
+        self._screens_changed = False  # a `screen` record: the grabber re-reads monitors
         self.queue_skipped = 0
         self.merged_while_waiting = 0
         # written by the worker, read by the pipeline thread
@@ -371,6 +375,7 @@ class ScreenshotWorker:
         self._reported_skips = 0
         self._last_gap = float("-inf")
         self.budget_skipped = 0
+        self.power_skipped = 0
         self.failed = 0
         self.coalesced = 0
         self.refused = 0
@@ -440,6 +445,8 @@ class ScreenshotWorker:
             self._triggers.clear()
         elif kind == K_RESUME:
             self._pipeline_paused = False
+        elif kind == K_SCREEN:
+            self._screens_changed = True
 
     def _pre_observe(self, record: dict[str, Any], kind: str) -> None:
         if kind in _PRE_INPUT:
@@ -498,6 +505,7 @@ class ScreenshotWorker:
             "skipped_similar": self.similar_skipped,
             "coalesced": self.coalesced + self.merged_while_waiting,
             "refused_privacy": self.refused,
+            "skipped_power": self.power_skipped,
             "failed": self.failed,
             "last_error": self.last_error,
             **(
@@ -575,7 +583,9 @@ class ScreenshotWorker:
         period = self._ring_period_ns
         now = clock.now_ns()
         self.ring_looks += 1
-        if self._shed() >= 1:  # the watchdog sheds screenshots (watchdog.screenshots_allowed)
+        # the watchdog sheds screenshots (watchdog.screenshots_allowed); a low battery
+        # turns them off (policy [power])
+        if self._shed() >= 1 or not self._power()[0]:
             if len(self._ring):
                 self._ring.drop()
             return period / 1e9
@@ -732,7 +742,12 @@ class ScreenshotWorker:
         self._report_skips()
         if self._pending is None:
             return min(waits)
-        ready = self._last_shot + cfg.min_spacing_s
+        allowed, spacing = self._power()
+        if not allowed:  # on a low battery: the `power` record says why none are taken
+            self._pending = None
+            self.power_skipped += 1
+            return min(waits)
+        ready = self._last_shot + max(cfg.min_spacing_s, spacing)
         if now < ready:
             self._holding = True
             return max(0.0, ready - now)
@@ -820,6 +835,9 @@ class ScreenshotWorker:
             self.refused += 1
             return
         win, masks = checked
+        if self._screens_changed:  # mss keeps the monitor list it opened with
+            self._screens_changed = False
+            grabber.close()
         region = choose_region(cfg.scope, self._monitors(grabber), win, trig.point)
         t_ns = clock.now_ns()
         frame = grabber.grab(region)
@@ -908,6 +926,7 @@ class ScreenshotComponent:
             t0_ns=host.t0_ns,
             last_move=lambda: host.last_move_ns,
             shed=lambda: host.shed_level,
+            power=host.conditions.screenshots,
         )
         self.worker = worker
         self._observers = host.observers

@@ -52,6 +52,11 @@ def format_status(s: dict[str, Any]) -> str:
         f"at {s.get('spool')}"
     )
     lines.extend(storage_lines(storage))
+    cond = s.get("conditions")
+    if isinstance(cond, dict):
+        metered = cond.get("metered")
+        net = "unknown" if metered is None else "metered" if metered else "not metered"
+        lines.append(f"  power    {cond.get('power_rule')}; network {net}")
     privacy = s.get("privacy")
     if isinstance(privacy, dict):
         keys = privacy.get("keystrokes")

@@ -15,6 +15,8 @@ variables for ``deskcorder run --backend fake``):
   ``[d, "secure", true]`` says the focused field is now a password field, which
   the backend's secure-input probe then reports).
 * ``repeat`` / ``DESKCORDER_FAKE_REPEAT``: play the script this many times.
+* ``DESKCORDER_FAKE_HOST``: a JSON file with the battery, whether the network is
+  metered and the monitors (:class:`FakeHostState`), read on every ask.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from deskcorder.events import (
     RAW_TITLE,
     WindowInfo,
 )
-from deskcorder.platform.base import Backend, Check, Emit, Found
+from deskcorder.platform.base import Backend, Battery, Check, Emit, Found
 
 Step = tuple[float, tuple[Any, ...]]  # (delay seconds before, raw event without the time)
 
@@ -261,6 +263,41 @@ class FakeSession:
         return True
 
 
+class FakeHostState:
+    """Battery, network and monitors read from a JSON file on every ask (tests change it).
+
+    ``{"battery": {"percent": 15, "plugged": false} | null, "metered": true | false | null,
+    "screens": [[left, top, width, height], ...]}``; a missing file or key: a desktop on an
+    unmetered network with one 1920x1080 monitor.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self.path = Path(path) if path else None
+
+    def _read(self) -> dict[str, Any]:
+        if self.path is None:
+            return {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def power(self) -> Battery | None:
+        b = self._read().get("battery")
+        if not isinstance(b, dict):
+            return None
+        return Battery(percent=b.get("percent"), plugged=b.get("plugged"))
+
+    def network(self) -> bool | None:
+        value = self._read().get("metered")
+        return value if isinstance(value, bool) else None
+
+    def screens(self) -> list[tuple[int, int, int, int]]:
+        mons = self._read().get("screens") or [[0, 0, 1920, 1080]]
+        return [(int(m[0]), int(m[1]), int(m[2]), int(m[3])) for m in mons]
+
+
 def create_backend(
     speed: float | None = None, script: str | None = None, repeat: int | None = None
 ) -> Backend:
@@ -268,6 +305,7 @@ def create_backend(
     script = script or os.environ.get("DESKCORDER_FAKE_SCRIPT", "demo")
     repeat = repeat if repeat is not None else int(os.environ.get("DESKCORDER_FAKE_REPEAT", "1"))
     player = ScriptPlayer(load_script(script), speed, repeat)
+    host = FakeHostState(os.environ.get("DESKCORDER_FAKE_HOST"))
 
     def doctor() -> list[Check]:
         return [Check("backend", True, "fake backend: scripted input, no OS hooks")]
@@ -278,8 +316,10 @@ def create_backend(
         windows=FakeWindows(player),
         session=FakeSession(),
         keyboard_layout=lambda: "us",
-        screens=lambda: [(0, 0, 1920, 1080)],
+        screens=host.screens,
         doctor=doctor,
         secure_input=lambda: Found("fake backend probe", lambda: player.secure),
-        extras={"player": player},
+        extras={"player": player, "host": host},
+        power=host.power,
+        network=host.network,
     )

@@ -85,6 +85,7 @@ TOKEN_MARGIN_S = 60.0  # renew a token this long before it expires
 REVOKED_RECHECK_S = 6 * 3600.0  # a revoked device asks again this rarely (and at start)
 RECEIPTS_LEDGER = "upload-receipts.json"
 RESCAN_S = 5.0
+HOLD_RECHECK_S = 30.0  # while uploads must wait: look again this often (or when woken)
 SWEEP_EVERY_S = 600.0
 PIECE = 16 * 1024
 UPLOAD_WINDOW = 3  # chunks in flight at once (without a bandwidth cap)
@@ -190,6 +191,8 @@ class Uploader:
         self.device = ""
         self.on_freed: Callable[[], None] | None = None
         self.active_session: Callable[[], str | None] = lambda: None
+        # why uploads must wait now (metered network, low battery: deskcorder.conditions)
+        self.hold: Callable[[], str | None] = lambda: None
         self._backoff = Backoff(cap=cfg.backoff_max_s, base=backoff_base)
         self._throttle = Throttle(cfg.max_kbps * 1024.0)
         self._wake = threading.Event()
@@ -230,6 +233,8 @@ class Uploader:
             self.on_freed = host.spool.invalidate_usage
             self.active_session = lambda: str(host.session_id)
             host.on_sealed.append(self.wake)
+            self.hold = host.conditions.upload_hold
+            host.conditions.on_change.append(self.wake)
             # a blob this old that no manifest names can no longer be in the open chunk
             self.blob_sweep_age = 2.0 * host.policy.spool.chunk_max_age_s + 60.0
         if self.spool_root is None:
@@ -307,6 +312,11 @@ class Uploader:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
+            why = self.hold()
+            if why is not None:  # woken when conditions change, or looks again soon
+                self.state = f"waiting: {why}"
+                self._wake.wait(HOLD_RECHECK_S)
+                continue
             try:
                 delay = self.run_pass()
             except Exception as exc:  # a bug or a local disk problem: keep data, back off
@@ -378,7 +388,7 @@ class Uploader:
 
         def fill() -> None:
             # a withdrawal (`deskcorder consent withdraw`) stops the next chunk at once
-            while len(inflight) < self.window and not self._stop.is_set():
+            while len(inflight) < self.window and not self._stop.is_set() and not self.hold():
                 item = next(todo, None)
                 if item is None or self._withdrawn():
                     return

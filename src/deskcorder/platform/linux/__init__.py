@@ -11,9 +11,11 @@ from typing import Any
 from deskcorder.platform.base import Backend
 from deskcorder.platform.linux.doctor import doctor_checks, keyboard_layout, screens
 from deskcorder.platform.linux.input import X11Input
+from deskcorder.platform.linux.network import NetworkManagerProbe
 from deskcorder.platform.linux.secure_input import find_probe as find_secure_input
 from deskcorder.platform.linux.session import LogindSessionProbe
 from deskcorder.platform.linux.window import X11WindowProbe
+from deskcorder.platform.power import battery
 
 __all__ = ["LogindSessionProbe", "X11Input", "X11WindowProbe", "create_backend"]
 
@@ -29,4 +31,6 @@ def create_backend(display: str | None = None, **options: Any) -> Backend:
         screens=lambda: screens(display),
         doctor=lambda: doctor_checks(display),
         secure_input=find_secure_input,
+        power=battery,
+        network=NetworkManagerProbe(),
     )

@@ -19,7 +19,10 @@ from deskcorder import clock
 from deskcorder.events import RAW_FOCUS, RAW_SESSION, RAW_TITLE, WindowInfo
 from deskcorder.platform.base import Backend, Check, Emit, Found
 from deskcorder.platform.macos import api as macapi
+from deskcorder.platform.macos.network import PathProbe
+from deskcorder.platform.power import battery
 from deskcorder.platform.pynput_input import PynputInput
+from deskcorder.platform.screens import mss_screens
 
 log = logging.getLogger(__name__)
 
@@ -244,4 +247,7 @@ def create_backend(**options: Any) -> Backend:
         session=MacSessionProbe(),
         doctor=doctor_checks,
         secure_input=lambda: Found("macOS Secure Event Input", secure_input()),
+        screens=mss_screens,
+        power=battery,
+        network=PathProbe(),
     )

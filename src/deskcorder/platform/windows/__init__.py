@@ -15,8 +15,11 @@ from typing import Any
 from deskcorder import clock
 from deskcorder.events import RAW_FOCUS, RAW_SESSION, RAW_TITLE, WindowInfo
 from deskcorder.platform.base import Backend, Check, Emit
+from deskcorder.platform.power import battery
 from deskcorder.platform.pynput_input import PynputInput
+from deskcorder.platform.screens import mss_screens
 from deskcorder.platform.windows import win32
+from deskcorder.platform.windows.network import CostProbe
 from deskcorder.platform.windows.secure_input import find_probe as find_secure_input
 
 log = logging.getLogger(__name__)
@@ -242,4 +245,7 @@ def create_backend(**options: Any) -> Backend:
         session=WtsSessionProbe(),
         doctor=doctor_checks,
         secure_input=find_secure_input,
+        screens=mss_screens,
+        power=battery,
+        network=CostProbe(),
     )
