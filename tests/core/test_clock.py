@@ -8,6 +8,7 @@ keeps its true wall time and records never go backwards.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -213,3 +214,33 @@ def test_wall_clock_follows_the_anchors_in_force() -> None:
     assert wall.unix_ns(1_000_000) == W0 + S
     wall.see({"k": "clock", "t": 10, "cause": "step", "clock": {"t": 10, "unix_ns": 5 * S}})
     assert wall.unix_ns(1_000_010) == 6 * S
+
+
+def test_dataset_export_places_actions_at_their_wall_time_across_a_step(tmp_path: Path) -> None:
+    from deskcorder.dataset import BuildOptions, build
+
+    expected: list[int] = []
+
+    def script(c: Clocks, feed: Any, settle: Any) -> None:
+        for i in range(2):
+            c.run(30)
+            expected.append(c.wall)
+            feed(key(c.session))
+            if i == 0:
+                c.step(-3600)
+                settle("clock")
+
+    run_with_clocks(tmp_path, script)
+    out = tmp_path / "dataset"
+    build(tmp_path / "spool", BuildOptions(out=out, fmt="jsonl", images="none", purpose="analysis"))
+    rows = [
+        json.loads(line)
+        for f in sorted(out.rglob("*.jsonl"))
+        for line in f.read_text().splitlines()
+    ]
+    starts = sorted(datetime.fromisoformat(r["t_start_utc"]) for r in rows)
+    want = sorted(
+        datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=w // 1000)
+        for w in expected
+    )
+    assert starts == want

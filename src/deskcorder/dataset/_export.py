@@ -34,6 +34,8 @@ from deskcorder.dataset._actions import Action, Shot
 from deskcorder.dataset._reduce import Reducer, Thresholds
 from deskcorder.dataset._source import SessionSource, Source, open_source
 from deskcorder.errors import DeskcorderError, UsageError
+from deskcorder.events import K_CLOCK
+from deskcorder.storage.reader import WallClock
 
 DATASET_FORMAT = "deskcorder-dataset"
 DATASET_VERSION = 1
@@ -369,6 +371,7 @@ class ShardBuilder:
         self.result = ShardResult(opts.shard_name())
         self.progress = progress
         self._lineage_fh: IO[str] | None = None
+        self._wall = WallClock()
         self._since_ns = (
             None
             if opts.since is None
@@ -421,14 +424,18 @@ class ShardBuilder:
         out = reducer.out
         header: dict[str, Any] | None = None
         ep: _Episode | None = None
+        self._wall = WallClock()  # the clock anchor in force (headers, `clock` records)
         for decoded in session.chunks():
             reducer.header(decoded.header)
+            self._wall.see(decoded.header)
             if header is None:
                 header = decoded.header
                 policy = _policy_of(header)
                 if policy not in self.result.policies:
                     self.result.policies.append(policy)
             for record in decoded.records:
+                if record.get("k") == K_CLOCK:
+                    self._wall.see(record)
                 reducer.feed(record)
                 if out:
                     for action in out:
@@ -442,6 +449,9 @@ class ShardBuilder:
         self._end_episode(session.id, header, ep)
 
     def _wall_ns(self, header: dict[str, Any], t: int) -> int:
+        wall = self._wall.unix_ns(t)
+        if wall is not None:
+            return wall
         clock = header.get("clock") or {}
         return int(clock.get("unix_ns", 0)) + (t - int(clock.get("t", 0))) * 1000
 

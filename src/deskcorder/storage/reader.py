@@ -7,6 +7,7 @@ window that had focus when it happened.
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,26 +50,40 @@ class Event:
 
 class WallClock:
     """Session time to wall time, by the anchor in force: each chunk header's ``clock``,
-    replaced by a ``clock`` record after a suspend or a wall-clock step (docs/format.md)."""
+    replaced by a ``clock`` record after a suspend or a wall-clock step (docs/format.md).
+
+    Anchors are kept with the session time they take over from (a header's from its own
+    ``t``, a ``clock`` record's from just after its ``t``), so a consumer that converts
+    times later than it reads records (an action finished after a step) still gets
+    each time's own anchor.
+    """
 
     def __init__(self) -> None:
-        self._t = 0
-        self._unix_ns: int | None = None
+        self._from: list[int] = []  # session time each anchor applies from, non-decreasing
+        self._anchors: list[tuple[int, int]] = []  # (t, unix_ns)
 
     def see(self, record: dict[str, Any]) -> None:
         """Feed every header and record in order (cheap for records that are not anchors)."""
         anchor = record.get("clock")
-        if not isinstance(anchor, dict) or ("format" not in record and record.get("k") != K_CLOCK):
+        is_header = "format" in record
+        if not isinstance(anchor, dict) or not (is_header or record.get("k") == K_CLOCK):
             return
         try:
-            self._t, self._unix_ns = int(anchor["t"]), int(anchor["unix_ns"])
+            t, unix_ns = int(anchor["t"]), int(anchor["unix_ns"])
+            start = t if is_header else int(record["t"]) + 1
         except (KeyError, TypeError, ValueError):
-            self._unix_ns = None
+            return
+        if self._from:
+            start = max(start, self._from[-1])
+        self._from.append(start)
+        self._anchors.append((t, unix_ns))
 
     def unix_ns(self, t: int) -> int | None:
-        if self._unix_ns is None:
+        if not self._anchors:
             return None
-        return self._unix_ns + (t - self._t) * 1000
+        i = max(0, bisect.bisect_right(self._from, t) - 1)
+        anchor_t, anchor_unix = self._anchors[i]
+        return anchor_unix + (t - anchor_t) * 1000
 
     def utc(self, t: int) -> datetime | None:
         ns = self.unix_ns(t)
