@@ -89,3 +89,13 @@ def test_low_battery_holds_uploads_and_screenshots(cli: Cli, tmp_path: Path) -> 
     records = list(read_session(next((tmp_path / "spool" / "sessions").iterdir())).records())
     (power,) = [r for r in records if r["k"] == "power"]
     assert power["battery"] is True and power["percent"] == 15 and power["screenshots"] == "off"
+
+
+def test_doctor_says_what_battery_and_network_allow(cli: Cli, tmp_path: Path) -> None:
+    host = tmp_path / "host.json"
+    host.write_text(json.dumps({"battery": {"percent": 50, "plugged": False}, "metered": True}))
+    spool = str(tmp_path / "spool")
+    done = cli.run("doctor", "--backend", "fake", "--spool", spool, DESKCORDER_FAKE_HOST=str(host))
+    assert done.returncode == 0, done.stdout
+    assert "[ok  ] power: on battery at 50%" in done.stdout
+    assert '[ok  ] network: metered: uploads wait (upload.on_metered = "wait")' in done.stdout

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TextIO
 
 from deskcorder.errors import DeskcorderError
-from deskcorder.platform.base import Check
+from deskcorder.platform.base import Backend, Check
 from deskcorder.policy.model import Policy
 
 
@@ -35,6 +35,7 @@ def run_doctor(
 
         policy = loaded.policy if "loaded" in locals() else Policy()
         checks.extend(doctor_checks(policy, backend))
+        checks.extend(_laptop_checks(policy, backend))
     except DeskcorderError as exc:
         checks.append(Check("backend", False, str(exc)))
     for check in checks:
@@ -76,3 +77,22 @@ def _spool_checks(spool_dir: Path, policy: Policy | None) -> list[Check]:
         detail = f"{storage.get('what')}: {storage.get('todo')} ({storage.get('error')})"
         checks.append(Check("running agent", False, f"not recording: {detail}", required=False))
     return checks
+
+
+def _laptop_checks(policy: Policy, backend: Backend) -> list[Check]:
+    """What the battery and the network allow now (never a failure: facts of the moment)."""
+    from deskcorder.conditions import Conditions
+
+    cond = Conditions(policy, backend.power, backend.network)
+    cond.refresh()
+    metered = {
+        None: "unknown: uploads do not wait for it",
+        True: 'metered: uploads wait (upload.on_metered = "wait")'
+        if policy.upload.on_metered == "wait"
+        else 'metered: uploads go on (upload.on_metered = "upload")',
+        False: "not metered",
+    }[cond.metered]
+    return [
+        Check("power", True, cond.rule.why, required=False),
+        Check("network", cond.metered is not None, metered, required=False),
+    ]
