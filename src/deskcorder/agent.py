@@ -22,7 +22,7 @@ from typing import Any
 
 import filelock
 
-from deskcorder import __version__, clock
+from deskcorder import __version__
 from deskcorder.capture.pipeline import Pipeline
 from deskcorder.capture.privacy import PrivacyComponent
 from deskcorder.capture.screenshots import ScreenshotComponent
@@ -34,6 +34,7 @@ from deskcorder.errors import AlreadyRunning, DeskcorderError
 from deskcorder.events import FORMAT_NAME, FORMAT_VERSION, RAW_CONTROL
 from deskcorder.host import CaptureGates, Component, Observer, Raw
 from deskcorder.identity import identities, warn_deprecated
+from deskcorder.platform import clock
 from deskcorder.platform.base import Backend, WindowProbe
 from deskcorder.policy.load import LoadedPolicy
 from deskcorder.storage.chunk import Manifest

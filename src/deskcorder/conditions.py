@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from deskcorder import clock
 from deskcorder.events import K_POWER, RAW_MARK
+from deskcorder.platform import clock
 from deskcorder.platform.base import Battery, NetworkProbe, PowerProbe
 from deskcorder.policy.model import Policy, Power, Upload
 

@@ -5,7 +5,7 @@ Two representations exist on purpose:
 * **Raw events** are plain tuples that OS hooks put on the bounded queue. A hook
   must only timestamp, copy scalars and ``put_nowait``; building a tuple is the
   cheapest way to do that. The first item is one of the ``RAW_*`` tags, the
-  second is ``deskcorder.clock.now_ns()`` (the session clock: monotonic, and it
+  second is ``deskcorder.platform.clock.now_ns()`` (the session clock: monotonic, and it
   keeps counting while the machine sleeps).
 * **Records** are what a chunk stores, one JSON object per line. The pydantic
   models below are the reference for their fields (docs/format.md explains

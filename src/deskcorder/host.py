@@ -94,7 +94,7 @@ class Host(Protocol):
 
     @property
     def t0_ns(self) -> int:
-        """``deskcorder.clock.now_ns()`` at session time 0: a record's ``t`` is µs since then."""
+        """The session clock (``platform.clock``) at session time 0: ``t`` counts from it."""
 
     @property
     def last_move_ns(self) -> int:

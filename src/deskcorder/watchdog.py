@@ -44,9 +44,9 @@ from dataclasses import dataclass
 
 import psutil
 
-from deskcorder import clock
 from deskcorder.events import K_SHED, RAW_MARK
 from deskcorder.host import Host
+from deskcorder.platform import clock
 
 log = logging.getLogger(__name__)
 

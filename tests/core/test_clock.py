@@ -13,12 +13,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from deskcorder import clock
 from deskcorder.capture.clockwatch import ClockWatch
 from deskcorder.capture.gates import Gates
 from deskcorder.capture.pipeline import Pipeline
 from deskcorder.commands.inspect import summarize
 from deskcorder.events import FORMAT_NAME, FORMAT_VERSION, RAW_KEY, validate_record
+from deskcorder.platform import clock
 from deskcorder.storage.reader import WallClock, read_session
 from deskcorder.storage.spool import Spool
 from tests.core.helpers import make_policy

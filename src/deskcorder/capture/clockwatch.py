@@ -1,6 +1,6 @@
 """Notice a suspend and a wall-clock step, so the pipeline can write a fresh clock anchor.
 
-Record times come from the session clock (:mod:`deskcorder.clock`), which keeps
+Record times come from the session clock (:mod:`deskcorder.platform.clock`), which keeps
 counting while the machine sleeps, so a suspend never moves an event away from
 its wall time; the pipeline still writes a ``clock`` record after one (the
 session slept from ``t - slept_us`` to ``t``: no one was at the keyboard).
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from deskcorder import clock
+from deskcorder.platform import clock
 
 THRESHOLD_NS = 500_000_000  # below this, a difference is scheduling noise or NTP slewing
 

@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from deskcorder import clock as session_clock
 from deskcorder.capture.exclusions import builtin_rules
 from deskcorder.capture.schedule import schedule_check
 from deskcorder.events import WindowInfo
+from deskcorder.platform import clock as session_clock
 from deskcorder.policy.model import Policy
 
 log = logging.getLogger(__name__)

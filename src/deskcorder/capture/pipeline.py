@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from deskcorder import clock
 from deskcorder.capture.clockwatch import ClockChange, ClockWatch
 from deskcorder.capture.coalesce import MoveCoalescer
 from deskcorder.capture.gates import Gates
@@ -53,6 +52,7 @@ from deskcorder.events import (
     WindowInfo,
     event_count,
 )
+from deskcorder.platform import clock
 from deskcorder.platform.disk import free_bytes, is_read_only
 from deskcorder.policy.model import Policy
 from deskcorder.storage.chunk import Manifest

@@ -15,10 +15,10 @@ import shutil
 import time
 from typing import Any
 
-from deskcorder import clock
 from deskcorder.capture.secure_input import Probe, SecureInputMonitor, effective_keystrokes
 from deskcorder.events import RAW_CONTROL
 from deskcorder.host import Host
+from deskcorder.platform import clock
 from deskcorder.platform.base import Backend, Check
 from deskcorder.platform.desktop import has_display, tray_manager_present
 from deskcorder.policy.model import Policy

@@ -44,7 +44,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from deskcorder import clock
 from deskcorder.capture.preaction import Request, Ring, RingFrame, Triggers
 from deskcorder.events import (
     K_BUTTON_DOWN,
@@ -63,6 +62,7 @@ from deskcorder.events import (
     WindowInfo,
 )
 from deskcorder.host import CaptureGates, Host
+from deskcorder.platform import clock
 from deskcorder.platform.base import Emit, WindowProbe
 from deskcorder.platform.memory import release_memory
 from deskcorder.platform.threads import lower_thread_priority

@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deskcorder import clock
 from deskcorder.events import (
     RAW_BUTTON,
     RAW_FOCUS,
@@ -40,6 +39,7 @@ from deskcorder.events import (
     RAW_TITLE,
     WindowInfo,
 )
+from deskcorder.platform import clock
 from deskcorder.platform.base import Backend, Battery, Check, Emit, Found
 
 Step = tuple[float, tuple[Any, ...]]  # (delay seconds before, raw event without the time)

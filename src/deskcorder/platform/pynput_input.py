@@ -14,9 +14,9 @@ import threading
 import time
 from typing import Any
 
-from deskcorder import clock
 from deskcorder.errors import EnvironmentUnsupported
 from deskcorder.events import RAW_BUTTON, RAW_KEY, RAW_MOVE, RAW_SCROLL
+from deskcorder.platform import clock
 from deskcorder.platform.base import Emit
 
 log = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ import time
 from array import array
 from typing import Any
 
-from deskcorder import clock
 from deskcorder.errors import EnvironmentUnsupported
 from deskcorder.events import RAW_BUTTON, RAW_KEY, RAW_MARK, RAW_MOVE, RAW_SCROLL
+from deskcorder.platform import clock
 from deskcorder.platform.base import Emit
 from deskcorder.platform.pynput_input import KeyIdentity, key_identity
 

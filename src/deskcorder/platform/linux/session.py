@@ -17,8 +17,8 @@ import subprocess
 import threading
 from collections.abc import Callable
 
-from deskcorder import clock
 from deskcorder.events import RAW_SESSION
+from deskcorder.platform import clock
 from deskcorder.platform.base import Emit
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ import threading
 import time
 from typing import Any
 
-from deskcorder import clock
 from deskcorder.events import RAW_FOCUS, RAW_TITLE, WindowInfo
+from deskcorder.platform import clock
 from deskcorder.platform.base import Emit
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from deskcorder import clock
 from deskcorder.events import RAW_FOCUS, RAW_SESSION, RAW_TITLE, WindowInfo
+from deskcorder.platform import clock
 from deskcorder.platform.base import Backend, Check, Emit, Found
 from deskcorder.platform.macos import api as macapi
 from deskcorder.platform.macos.network import PathProbe

@@ -12,8 +12,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from deskcorder import clock
 from deskcorder.events import RAW_FOCUS, RAW_SESSION, RAW_TITLE, WindowInfo
+from deskcorder.platform import clock
 from deskcorder.platform.base import Backend, Check, Emit
 from deskcorder.platform.power import battery
 from deskcorder.platform.pynput_input import PynputInput
