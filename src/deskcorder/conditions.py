@@ -50,7 +50,8 @@ def power_rule(cfg: Power, battery: Battery | None) -> PowerRule:
     if battery is None:
         return PowerRule("on", 0.0, True, "no battery")
     if battery.plugged is not False:  # on mains, or cannot tell: no reason to hold back
-        return PowerRule("on", 0.0, True, f"on mains power ({_pct(battery)})")
+        source = "on mains power" if battery.plugged else "power source unknown"
+        return PowerRule("on", 0.0, True, f"{source} ({_pct(battery)})")
     pct = battery.percent
     where = f"on battery at {_pct(battery)}"
     if pct is not None and pct <= cfg.critical_percent:
