@@ -73,14 +73,15 @@ def test_agent_sigkilled_mid_upload_restarts_and_delivers_exactly_once(
     )  # fmt: skip
     try:
         wait_until(lambda: collector.chunk_count() >= 2, 30, "chunks at the collector")
-        # kill while a chunk is open (it must be recovered and uploaded after the restart)
-        wait_until(lambda: list(spool.glob("sessions/*/*.part")), 10, "an open chunk")
         status = json.loads(cli.run("status", "--json").stdout)
         upload = status["uploader"]
         assert upload["endpoint"] == collector.url and upload["enrolled"] is True
         assert upload["chunks_uploaded"] >= 1 and upload["last_success"]
         text = cli.run("status").stdout
         assert "upload" in text and "chunks pending" in text
+        # kill while a chunk is open (it must be recovered and uploaded after the restart);
+        # chunks rotate every second, so kill right after seeing one (not after status calls)
+        wait_until(lambda: list(spool.glob("sessions/*/*.part")), 10, "an open chunk")
         os.kill(agent.pid, signal.SIGKILL)
         agent.wait(10)
         assert list(spool.glob("sessions/*/*.part"))
