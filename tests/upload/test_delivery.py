@@ -488,7 +488,8 @@ def test_uploads_wait_while_held_and_go_when_released(
     spool = tmp_path / "spool"
     expected = make_spool(spool, sessions=1, chunks=3, per_chunk=10)
     held: list[str | None] = ["metered network"]
-    up = Uploader(Upload(endpoint=collector.url, enroll_secret=ENROLL), spool, DEVICE)
+    install_key(spool)
+    up = Uploader(Upload(endpoint=collector.url, enroll_secret=ENROLL), spool, claims=TEST_CLAIMS)
     up.hold = lambda: held[0]
     up.start()
     try:
