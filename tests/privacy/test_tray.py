@@ -21,9 +21,12 @@ from deskcorder.capture.tray import (
     icon_title,
     tray_state,
 )
+from deskcorder.storage.faults import describe
 from tests.conftest import Cli
 from tests.core.helpers import make_policy
 from tests.xserver import wait_for, xserver
+
+FULL = describe("disk_full")
 
 
 @pytest.mark.parametrize(
@@ -45,6 +48,15 @@ from tests.xserver import wait_for, xserver
             {"recording": False, "blocked": "schedule"},
             BLOCKED,
             "deskcorder: not recording (schedule)",
+        ),
+        (  # the storage gate says why and what to do (the agent's status["storage"])
+            {
+                "recording": False,
+                "blocked": "storage",
+                "storage": {"what": FULL[0], "todo": FULL[1]},
+            },
+            BLOCKED,
+            f"deskcorder: not recording: {FULL[0]}; {FULL[1]}",
         ),
     ],
 )
