@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import FleetTarget, Postgres, SeaweedFS, missing_server
+from tests.services import FleetTarget, Postgres, SeaweedFS, missing_server, unavailable
 
 
 @pytest.fixture(autouse=True)
@@ -62,11 +62,8 @@ def need(what: str) -> None:
     """Skip a test whose real server cannot run here (off Linux, or not installed); under
     ``bash .ci/test`` (which installs them all) a missing one fails the test instead."""
     why = missing_server(what)
-    if why is None:
-        return
-    if sys.platform == "linux" and os.environ.get("DESKCORDER_TEST_ALL"):
-        pytest.fail(why)
-    pytest.skip(why)
+    if why is not None:
+        unavailable(why)
 
 
 @pytest.fixture(scope="session")

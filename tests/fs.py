@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from tests.services import unavailable
 
 _CAN_MOUNT: str | None = None  # "" = yes, else why not
 
@@ -42,7 +42,7 @@ def mount_unavailable() -> str:
 def require_mount() -> None:
     why = mount_unavailable()
     if why:
-        pytest.skip(why)
+        unavailable(why)
 
 
 def _run(*args: str) -> None:

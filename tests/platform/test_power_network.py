@@ -31,6 +31,7 @@ from deskcorder.platform.windows.network import (
 )
 from deskcorder.policy.model import Power, Upload
 from tests.core.helpers import make_policy
+from tests.services import unavailable
 from tests.xserver import wait_for
 
 # -- psutil -------------------------------------------------------------------------------
@@ -227,7 +228,7 @@ def test_parse_gdbus_uint32() -> None:
 def session_bus() -> Iterator[dict[str, str]]:
     """A private session bus (dbus-daemon); the env to reach it."""
     if not shutil.which("dbus-daemon") or not shutil.which("gdbus"):
-        pytest.skip("dbus-daemon and gdbus are needed (Debian: dbus, libglib2.0-bin)")
+        unavailable("dbus-daemon and gdbus are needed (Debian: dbus, libglib2.0-bin)")
     proc = subprocess.Popen(
         ["dbus-daemon", "--session", "--nofork", "--print-address"],
         stdout=subprocess.PIPE,
@@ -248,7 +249,7 @@ def mock_nm(session_bus: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Ite
     python = "/usr/bin/python3"
     check = subprocess.run([python, "-c", "import dbusmock"], capture_output=True, check=False)
     if check.returncode != 0:
-        pytest.skip("python-dbusmock is needed (Debian: python3-dbusmock)")
+        unavailable("python-dbusmock is needed (Debian: python3-dbusmock)")
     proc = subprocess.Popen(
         [python, "-m", "dbusmock", "--session", "--template", "networkmanager"],
         env=session_bus,
