@@ -15,6 +15,7 @@ import pytest
 
 from tests.e2e.agent import DESKCORDER
 from tests.replay.conftest import PageWatch, open_page, save_png, shot_loaded, text
+from tests.replay.helpers import click
 from tests.replay.recording import CLICKS, EXPECTED, HOSTILE_TITLE, Recording
 
 pytestmark = pytest.mark.x11
@@ -144,3 +145,34 @@ def test_a_script_in_a_window_title_is_shown_as_text(watched: PageWatch, page_fi
     assert page.evaluate("document.querySelectorAll('#windows script, #steps script').length") == 0
     watched.clean()
     save_png(page, "replay-hostile-title.png")
+
+
+def test_step_times_follow_the_clock_anchor_in_force(watched: PageWatch, tmp_path: Path) -> None:
+    """A step after a wall-clock step shows the wall time of the fresh anchor."""
+    from deskcorder.replay import build_replay
+    from deskcorder.replay.page import render_page
+
+    unix0 = 1_795_000_000_000_000_000
+    header = {"session": "s", "clock": {"t": 0, "unix_ns": unix0, "utc": "?"}}
+    back = unix0 + 5 * 10**9 - 3600 * 10**9  # at 5 s the clock was set back an hour
+    records = [
+        *click(1000, 10, 10),
+        {
+            "k": "clock",
+            "t": 5_000_000,
+            "cause": "step",
+            "step_us": -3_600_000_000,
+            "clock": {"t": 5_000_000, "unix_ns": back, "utc": "?"},
+        },
+        *click(65_000, 20, 20),
+    ]
+    path = tmp_path / "page.html"
+    path.write_text(render_page(build_replay([header], records, steps="records")))
+    page = open_page(watched, path, step=3)
+    assert text(page, "#step-label") != "the wall clock moved back 1 h 00 min"
+    want = page.evaluate(f"new Date({back // 10**6 + 60_000}).toLocaleTimeString()")
+    assert text(page, "#step-time").endswith(" · " + want)
+    page = open_page(watched, path, step=1)
+    want = page.evaluate(f"new Date({unix0 // 10**6 + 1000}).toLocaleTimeString()")
+    assert text(page, "#step-time").endswith(" · " + want)
+    watched.clean()

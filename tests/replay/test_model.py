@@ -409,3 +409,41 @@ def test_records_are_the_fallback_when_the_reduction_fails(
         "the action reduction failed on these records (RuntimeError: unexpected record); "
         "the steps are the raw records"
     ]
+
+
+def test_clock_records_are_steps_and_anchors_in_force_from_their_time() -> None:
+    """After a suspend or a wall-clock step the page must use the fresh anchor (format.md)."""
+    unix0 = HEADER["clock"]["unix_ns"]  # type: ignore[index]
+    records = [
+        *click(1000, 10, 10),
+        {
+            "k": "clock",
+            "t": s(5000),
+            "cause": "step",
+            "step_us": -3_600_000_000,
+            "clock": {"t": s(5000), "unix_ns": unix0 + 5 * 10**9 - 3600 * 10**9, "utc": "?"},
+        },
+        {"k": "screen", "t": s(5500), "screen": [[0, 0, 1280, 720], [1280, 0, 640, 720]]},
+        {
+            "k": "clock",
+            "t": s(9000),
+            "cause": "suspend",
+            "slept_us": 3_900_000_000,
+            "clock": {"t": s(9000), "unix_ns": unix0 + 9 * 10**9 - 3600 * 10**9, "utc": "?"},
+        },
+        *click(10_000, 20, 20),
+    ]
+    doc = build(records)
+    labels = [st["label"] for st in doc["steps"] if st["k"] in ("clock", "screen")]
+    assert labels == [
+        "the wall clock moved back 1 h 00 min",
+        "the screen changed: 1280×720, 640×720",
+        "the machine slept for 1 h 05 min",
+    ]
+    base = unix0 // 10**6
+    assert doc["session"]["clocks"] == [
+        {"from": 0, "t": 0, "unix_ms": base},
+        {"from": 5000, "t": 5000, "unix_ms": base + 5000 - 3_600_000},
+        {"from": 9000, "t": 9000, "unix_ms": base + 9000 - 3_600_000},
+    ]
+    assert "clocks" not in build(click(1000, 10, 10))["session"]  # one anchor: the header's

@@ -24,7 +24,6 @@ record, except that
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -108,6 +107,8 @@ class _Builder:
         self.band: tuple[int, int] | None = None  # (t, window index)
         self.bands: list[list[int]] = []
         self.spans: list[dict[str, Any]] = []
+        # clock anchors of `clock` records (suspend, wall-clock step): {from, t, unix_ms}
+        self.clocks: list[dict[str, int]] = []
         self.steps: list[dict[str, Any]] = []
         self.shots: list[dict[str, Any]] = []
         self.counts: dict[str, int] = {}
@@ -438,6 +439,29 @@ class _Builder:
         self._span("gap", t, t, label, cause, dropped=dropped)
         self._step(t, "gap", label, index, cause=cause)
 
+    def _on_clock(self, rec: Mapping[str, Any], t: int, index: int) -> None:
+        """A fresh wall-clock anchor from here on (docs/format.md, Time)."""
+        anchor = _anchor(rec.get("clock"), t)
+        if anchor is not None:
+            self.clocks.append(anchor)
+        cause = rec.get("cause")
+        if cause == "suspend":
+            label = f"the machine slept for {_duration(rec.get('slept_us'))}"
+        else:
+            step = rec.get("step_us")
+            way = "back" if isinstance(step, int) and step < 0 else "forward"
+            label = f"the wall clock moved {way} {_duration(step)}"
+        self._step(t, "clock", label, index, cause=cause)
+
+    def _on_screen(self, rec: Mapping[str, Any], t: int, index: int) -> None:
+        screens = rec.get("screen")
+        sizes = (
+            ", ".join(f"{s[2]}×{s[3]}" for s in screens if isinstance(s, list) and len(s) == 4)
+            if isinstance(screens, list)
+            else ""
+        )
+        self._step(t, "screen", f"the screen changed: {sizes or '?'}", index)
+
     def _on_shed(self, rec: Mapping[str, Any], t: int, index: int) -> None:
         label = f"capture reduced: {rec.get('what')} (level {rec.get('level')})"
         self._step(t, "shed", label, index)
@@ -523,6 +547,29 @@ def _activity(counts: Mapping[int, int], first_s: int, last_s: int) -> dict[str,
     return {"bucket_ms": per * 1000, "t0": first_s * 1000, "counts": buckets}
 
 
+def _anchor(clock: Any, from_ms: int | None = None) -> dict[str, int] | None:
+    """A clock anchor in page units (ms): in force from ``from_ms`` (default its own t)."""
+    if not isinstance(clock, Mapping):
+        return None
+    try:
+        t = ms(clock["t"])
+        return {"from": t if from_ms is None else from_ms, "t": t,
+                "unix_ms": int(clock["unix_ns"]) // 1_000_000}  # fmt: skip
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _duration(us: Any) -> str:
+    """``3 h 05 min``, ``4 min 10 s``, ``12 s`` (as the page's own durations)."""
+    if not isinstance(us, int | float):
+        return "?"
+    s = round(abs(us) / 1e6)
+    h, m = divmod(s // 60, 60)
+    if h:
+        return f"{h} h {m:02d} min"
+    return f"{m} min {s % 60:02d} s" if m else f"{s} s"
+
+
 def _session_facts(header: Mapping[str, Any]) -> dict[str, Any]:
     keys = (
         "session",
@@ -539,10 +586,9 @@ def _session_facts(header: Mapping[str, Any]) -> dict[str, Any]:
         "streams",
     )
     facts = {k: header[k] for k in keys if header.get(k) is not None}
-    clock = header.get("clock")
-    if isinstance(clock, Mapping):
-        with contextlib.suppress(KeyError, TypeError, ValueError):
-            facts["clock"] = {"t": ms(clock["t"]), "unix_ms": int(clock["unix_ns"]) // 1_000_000}
+    anchor = _anchor(header.get("clock"))
+    if anchor is not None:
+        facts["clock"] = {"t": anchor["t"], "unix_ms": anchor["unix_ms"]}
     return facts
 
 
@@ -612,6 +658,12 @@ def build_replay(
         builder = _run(headers, records, lead_in, "records")
     header = headers[0] if headers else {}
     facts = _session_facts(header)
+    # every anchor (each chunk's header, each `clock` record), in the order they take over:
+    # the page gives each time the wall time of the anchor in force then
+    anchors = [a for a in (_anchor(h.get("clock")) for h in headers) if a is not None]
+    anchors = sorted(anchors + builder.clocks, key=lambda a: a["from"])
+    if len(anchors) > 1:
+        facts["clocks"] = anchors
     t_first = builder.t_first or 0
     shas = {s["sha"] for s in builder.shots}
     sizes = image_bytes or {}

@@ -71,7 +71,9 @@
   function plural(n, word, many) { return n + " " + (n === 1 ? word : (many || word + "s")); }
 
   function wall(t) {
-    var c = session.clock;
+    // the clock anchor in force at t (a suspend or a wall-clock step brings a new one)
+    var c = session.clock, all = session.clocks || [];
+    for (var i = 0; i < all.length && all[i].from <= t; i++) c = all[i];
     if (!c) return null;
     return new Date(c.unix_ms + (t - c.t));
   }
