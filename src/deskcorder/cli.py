@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from deskcorder.commands.dataset import add_parser as add_dataset_parser
 
-    add_dataset_parser(sub)
+    add_dataset_parser(sub, _add_fleet)
     return parser
 
 
@@ -367,16 +367,7 @@ def _add_fleet(p: argparse.ArgumentParser) -> None:
 def _fleet_config(args: argparse.Namespace) -> Any:
     from deskcorder.collector.backends.fleet import FleetConfig
 
-    if args.db is None:
-        raise UsageError("--store needs --db postgresql://USER@HOST:PORT/DB")
-    return FleetConfig.from_args(
-        args.store,
-        args.s3_endpoint,
-        args.db,
-        region=args.s3_region,
-        credentials_file=args.s3_credentials_file,
-        db_password_file=args.db_password_file,
-    )
+    return FleetConfig.from_options(args.store, args)
 
 
 def cmd_collector_serve(args: argparse.Namespace) -> int:

@@ -32,6 +32,9 @@ BELOW_AGENT = (
     "identity",
     "devicekey",
 )
+# collector -> replay -> dataset: these read what the collector stores through their own
+# protocols (dataset's CollectorReader), never by importing it
+LAYERED_BELOW_COLLECTOR = ("replay", "dataset")
 # where per-OS code may live: the platform backends, the login-service installers,
 # the collector's own OS tuning, and the machine policy's per-OS paths and stores
 OS_CODE_ALLOWED = ("platform", "service", "collector", "policy")
@@ -140,6 +143,10 @@ def violations(root: Path, top: str = "deskcorder") -> list[str]:
     for imp in imports(root):
         if imp.target == f"{top}.agent" and in_area(imp.source, top, BELOW_AGENT):
             out.append(f"{imp.where(root)}: {imp.source} imports {top}.agent (use {top}.host)")
+        if in_area(imp.source, top, LAYERED_BELOW_COLLECTOR) and in_area(
+            imp.target, top, ("collector",)
+        ):
+            out.append(f"{imp.where(root)}: {imp.source} imports {imp.target} (collector is above)")
         if imp.target.split(".")[0] in OS_LIBRARIES and not in_area(
             imp.source, top, OS_CODE_ALLOWED
         ):
@@ -187,6 +194,9 @@ def test_the_checker_reports_each_planted_violation(tmp_path: Path) -> None:
         "capture/a.py": "from . import b\n",
         "capture/b.py": "from .a import thing\n",
         "platform/__init__.py": "import sys, ctypes\nWIN = sys.platform == 'win32'\n",
+        "collector/__init__.py": "",
+        "collector/store.py": "",
+        "dataset/__init__.py": "from deskcorder.collector.store import Store\n",
     }
     for name, text in files.items():
         (pkg / name).parent.mkdir(parents=True, exist_ok=True)
@@ -202,6 +212,8 @@ def test_the_checker_reports_each_planted_violation(tmp_path: Path) -> None:
         "deskcorder/capture/shots.py:5: deskcorder.capture.shots imports deskcorder.agent "
         "(use deskcorder.host)",
         "deskcorder/capture/shots.py:8: OS library ctypes.util outside platform/",
+        "deskcorder/dataset/__init__.py:1: deskcorder.dataset imports "
+        "deskcorder.collector.store (collector is above)",
         "deskcorder/capture/shots.py:6: sys.platform outside platform/",
     ], "\n".join(found)
 

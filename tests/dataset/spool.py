@@ -47,7 +47,7 @@ def webp(color: tuple[int, int, int]) -> bytes:
     return out.getvalue()
 
 
-def header_factory(session: str, user: str, device: str, unix0: int) -> Any:
+def header_factory(session: str, user: str | None, device: str, unix0: int) -> Any:
     def header(seq: int) -> dict[str, Any]:
         return {
             **chunk_header(session, seq, device, user),
@@ -112,10 +112,14 @@ def session_events(store: BlobStore, shade: int) -> list[tuple[Any, ...]]:
 
 def make_spool(
     root: Path,
-    sessions: list[tuple[str, str]],
+    sessions: list[tuple[str, str | None]],
     policy: Policy | None = None,
+    device: str | None = None,
 ) -> Path:
-    """A spool with one recorded session per ``(session id, user)``; returns its root."""
+    """A spool with one recorded session per ``(session id, user)``; returns its root.
+
+    ``user`` None: no pseudonym in the headers (as agents with a device key write them);
+    ``device``: the headers' device (default ``d-<user>``)."""
     policy = policy or make_policy(
         capture={"mouse_move_hz": 0, "screenshots": True}, pause={"max_minutes": 0}
     )
@@ -126,7 +130,7 @@ def make_spool(
         pipeline = Pipeline(
             policy,
             spool,
-            header_factory(session_id, user, f"d-{user}", UNIX0 + n * 86_400 * 10**9),
+            header_factory(session_id, user, device or f"d-{user}", UNIX0 + n * 86_400 * 10**9),
             session_id=session_id,
             t0_ns=T0,
             clock_ns=lambda: T0,

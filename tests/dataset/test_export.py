@@ -15,6 +15,7 @@ import pytest
 
 from deskcorder.dataset import BuildOptions, build, episodes, erase
 from deskcorder.dataset._export import ANALYSIS_COLUMNS, COLUMNS, iter_rows
+from deskcorder.errors import UsageError
 from deskcorder.storage.blobs import BlobStore
 from tests.conftest import Cli
 from tests.dataset.spool import UNIX0, make_spool
@@ -267,16 +268,36 @@ def test_episodes_iterator_pairs_observations_with_actions(spool: Path) -> None:
 
 
 def collector_data(spool: Path, data: Path) -> Path:
-    """A collector data folder holding the spool's chunks and blobs, as the collector stores
-    them (its own index and folders; the chunk and blob files byte for byte)."""
+    """A collector data folder holding the spool's chunks and blobs as a collector from before
+    device keys stored them: its own index (rows naming the header's user) and folders, the
+    chunk and blob files byte for byte."""
+    import hashlib
+    import sqlite3
+
     from deskcorder.collector.backends import open_local
+    from deskcorder.storage.chunk import read_chunk
 
     open_local(data).close()
+    db = sqlite3.connect(data / "index.sqlite3")
     for session in (spool / "sessions").iterdir():
         dest = data / "chunks" / session.name
         dest.mkdir(parents=True)
-        for chunk in session.glob("*.jsonl.zst"):
-            (dest / chunk.name).write_bytes(chunk.read_bytes())
+        for seq, chunk in enumerate(sorted(session.glob("*.jsonl.zst"))):
+            body = chunk.read_bytes()
+            (dest / chunk.name).write_bytes(body)
+            decoded = read_chunk(chunk)
+            if seq == 0:
+                header = decoded.header
+                db.execute(
+                    "INSERT INTO sessions VALUES (?, ?, ?, 0)",
+                    (session.name, header["device"], header["user"]),
+                )
+            db.execute(
+                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, 0)",
+                (session.name, seq, hashlib.sha256(body).hexdigest(), len(body), 1),
+            )
+    db.commit()
+    db.close()
     for blob in (spool / "blobs").glob("*/*"):
         (data / "blobs" / blob.parent.name).mkdir(parents=True, exist_ok=True)
         (data / "blobs" / blob.parent.name / blob.name).write_bytes(blob.read_bytes())
@@ -284,10 +305,18 @@ def collector_data(spool: Path, data: Path) -> Path:
 
 
 def test_collector_data_folder_is_a_source(spool: Path, tmp_path: Path) -> None:
+    from deskcorder.commands.dataset import source_opener
+
     data = collector_data(spool, tmp_path / "collector")
+    with pytest.raises(UsageError, match="a collector data folder: open it with"):
+        build(data, BuildOptions(out=tmp_path / "no"))
     out = tmp_path / "ds"
-    info = build(data, BuildOptions(out=out))
+    info = build(source_opener(data), BuildOptions(out=out))
     assert info["counts"]["actions"] == 14 and info["counts"]["missing_images"] == 0
+    assert [(e.session, len(e)) for e in episodes(source_opener(data))][:2] == [
+        (ALICE[0], 6),
+        (ALICE[0], 1),
+    ]
 
 
 # -- the command line ------------------------------------------------------------------------

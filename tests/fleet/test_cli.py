@@ -47,7 +47,7 @@ def test_serve_refuses_a_database_that_is_not_migrated(
     target = fleet_factory(migrated=False)
     done = cli.run("collector", "serve", *target.args(), "--port", "0", **target.env)
     assert done.returncode == 1
-    one_line_error(done.stderr, f"schema version 0, this collector needs {LATEST}")
+    one_line_error(done.stderr, f"schema version 0, this deskcorder needs {LATEST}")
     assert "collector migrate" in done.stderr
 
 

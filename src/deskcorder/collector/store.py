@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any, Protocol
 
 from deskcorder.errors import FormatError
@@ -55,6 +56,7 @@ __all__ = [
     "PutResult",
     "Rejected",
     "Store",
+    "StoreReader",
     "token_digest",
 ]
 
@@ -249,6 +251,83 @@ class Objects(Protocol):
         """Raise unless the bytes' store answers (``/readyz``)."""
 
     def close(self) -> None: ...
+
+
+class ReadIndex(Protocol):
+    """What reading a collector's data needs of an index (a part of ``Index``)."""
+
+    def sessions(
+        self, user: str | None = None, *, device: str | None = None, person: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    def chunks(self, session: str) -> list[dict[str, Any]]: ...
+
+    def chunk_digest(self, session: str, seq: int) -> str | None: ...
+
+    def close(self) -> None: ...
+
+
+class ReadObjects(Protocol):
+    """What reading a collector's data needs of the objects (a part of ``Objects``)."""
+
+    def open_chunk(self, session: str, seq: int, sha: str) -> IO[bytes]: ...
+
+    def has_blob(self, sha: str) -> bool: ...
+
+    def read_blob(self, sha: str) -> bytes | None: ...
+
+    def blob_file(self, sha: str) -> Path | None:
+        """A local file holding the blob (local backend), else None."""
+
+    def close(self) -> None: ...
+
+
+class StoreReader:
+    """A collector's data opened to read only (``deskcorder dataset build --from``).
+
+    Made by a backend's read-only opener (``open_local_reader``,
+    ``open_fleet_reader``): no PUT pipeline, no threads, nothing written, so a
+    collector serving the same data is not disturbed. Only what the index holds
+    is read: a session's chunks are the indexed (acknowledged) rows.
+    """
+
+    def __init__(self, index: ReadIndex, objects: ReadObjects, backend: str, where: str) -> None:
+        self.index = index
+        self.objects = objects
+        self.backend = backend
+        self.where = where  # for messages: the folder, or s3://BUCKET/PREFIX
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """Every session with the pseudonyms the collector gave its device
+        (``session``, ``device``, ``user``, ``machine``) and its chunk totals."""
+        return self.index.sessions()
+
+    def chunks(self, session: str) -> list[dict[str, Any]]:
+        """The indexed chunks of ``session`` (``seq``, ``sha256`` ...) in seq order."""
+        return self.index.chunks(session)
+
+    def read_chunk(self, session: str, seq: int, sha256: str) -> bytes | None:
+        """The chunk's bytes; None when it was erased since it was listed."""
+        try:
+            with self.objects.open_chunk(session, seq, sha256) as fh:
+                return fh.read()
+        except OSError:
+            if self.index.chunk_digest(session, seq) != sha256:
+                return None  # erased (or expired) meanwhile: not to be exported
+            raise
+
+    def has_blob(self, sha256: str) -> bool:
+        return self.objects.has_blob(sha256)
+
+    def read_blob(self, sha256: str) -> bytes | None:
+        return self.objects.read_blob(sha256)
+
+    def blob_file(self, sha256: str) -> Path | None:
+        return self.objects.blob_file(sha256)
+
+    def close(self) -> None:
+        self.objects.close()
+        self.index.close()
 
 
 class Store:

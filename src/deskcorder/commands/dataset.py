@@ -1,4 +1,7 @@
-"""``deskcorder dataset build|erase|head``: argument parsing and printing only.
+"""``deskcorder dataset build|erase|head``: argument parsing and printing, and the
+source a build reads (:func:`source_opener`: a collector's data is opened here, read
+only, through the collector's storage interface, since ``dataset`` does not import
+``collector``).
 
 The work is in :mod:`deskcorder.dataset` (docs/dataset.md).
 """
@@ -6,17 +9,53 @@ The work is in :mod:`deskcorder.dataset` (docs/dataset.md).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import sys
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deskcorder.errors import UsageError
 
+if TYPE_CHECKING:
+    from deskcorder.collector.backends.fleet import FleetConfig
+    from deskcorder.dataset._source import SourceOpener
 
-def add_parser(sub: Any) -> None:
-    """Register ``dataset build|erase|head`` on the CLI's subparsers."""
+
+FLEET_ONLY = "--db and --s3-endpoint go with --from s3://BUCKET/PREFIX, not a folder"
+
+
+def source_opener(where: str | os.PathLike[str], fleet: FleetConfig | None = None) -> SourceOpener:
+    """A picklable opener of the source at ``where``: a spool or session folder, a
+    collector's data folder (local backend), or ``s3://BUCKET/PREFIX`` with ``fleet``
+    (the fleet backend). Collector data is opened read only: a running collector is not
+    disturbed. A one-line error when ``where`` is none of these."""
+    from deskcorder.dataset._source import open_collector, open_source, source_kind
+
+    text = os.fspath(where)
+    if text.startswith("s3://"):
+        if fleet is None:
+            raise UsageError(f"--from {text}: needs --db postgresql://USER@HOST:PORT/DB")
+        from deskcorder.collector.backends.fleet import open_fleet_reader
+
+        reader = functools.partial(open_fleet_reader, fleet)
+        return functools.partial(open_collector, reader, local_files=False)
+    if fleet is not None:
+        raise UsageError(FLEET_ONLY)
+    if source_kind(text) == "collector":
+        from deskcorder.collector.backends.local import open_local_reader
+
+        reader = functools.partial(open_local_reader, Path(text))
+        return functools.partial(open_collector, reader, local_files=True)
+    return functools.partial(open_source, text)
+
+
+def add_parser(sub: Any, fleet_options: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Register ``dataset build|erase|head`` on the CLI's subparsers (``fleet_options``
+    adds the fleet backend's options, as ``collector serve`` has them)."""
     from deskcorder.dataset import Thresholds
     from deskcorder.dataset._export import FORMATS, IMAGE_MODES, PURPOSES
 
@@ -29,8 +68,10 @@ def add_parser(sub: Any) -> None:
         dest="source",
         required=True,
         metavar="PATH",
-        help="a spool, a session folder or a collector data folder",
+        help="a spool, a session folder, a collector data folder or s3://BUCKET/PREFIX "
+        "(a fleet collector's data, with --db)",
     )
+    fleet_options(b)
     b.add_argument("--out", required=True, type=Path, metavar="DIR", help="dataset folder")
     b.add_argument("--format", dest="fmt", choices=FORMATS, default="parquet")
     b.add_argument(
@@ -104,6 +145,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    fleet = _fleet_config(args)
     given = {f.name: getattr(args, f.name) for f in fields(Thresholds)}
     try:
         thresholds = Thresholds(**{k: v for k, v in given.items() if v is not None})
@@ -119,7 +161,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         thresholds=thresholds,
         lineage=args.lineage,
     )
-    info = build(args.source, opts, jobs=args.jobs, progress=terminal_progress())
+    opener = source_opener(args.source, fleet)
+    info = build(opener, opts, jobs=args.jobs, progress=terminal_progress())
     counts = info["counts"]
     print(
         f"dataset: {counts['episodes']} episodes, {counts['actions']} actions, "
@@ -127,6 +170,17 @@ def cmd_build(args: argparse.Namespace) -> int:
         f"lineage in {opts.lineage_dir()})"
     )
     return 0
+
+
+def _fleet_config(args: argparse.Namespace) -> FleetConfig | None:
+    """The fleet backend of ``--from s3://...`` (None for a folder)."""
+    from deskcorder.collector.backends.fleet import FleetConfig
+
+    if not args.source.startswith("s3://"):
+        if args.db is not None or args.s3_endpoint is not None:
+            raise UsageError(FLEET_ONLY)
+        return None
+    return FleetConfig.from_options(args.source, args, "--from")
 
 
 def cmd_erase(args: argparse.Namespace) -> int:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from deskcorder.dataset._actions import Action
 from deskcorder.dataset._reduce import Reducer, Thresholds, run
-from deskcorder.dataset._source import open_source
+from deskcorder.dataset._source import SourceOpener, opener_for
+from deskcorder.errors import UsageError
 
 Step = tuple[Path | None, Action]
 
@@ -40,16 +41,25 @@ class Episode:
 
 
 def episodes(
-    path: str | os.PathLike[str], thresholds: Thresholds | None = None
+    path: str | os.PathLike[str] | SourceOpener, thresholds: Thresholds | None = None
 ) -> Iterator[Episode]:
-    """Episodes of every session at ``path`` (a spool, a session folder or collector data)."""
-    source = open_source(path)
-    for session in source.sessions():
-        chunks = ((decoded.header, decoded.records) for decoded in session.chunks())
-        actions = run(Reducer(thresholds), chunks)
-        for number, group in itertools.groupby(actions, key=lambda a: a.episode):
-            steps = tuple(
-                (None if a.observation is None else source.blob_path(a.observation.sha256), a)
-                for a in group
+    """Episodes of every session at ``path``: a spool or a session folder, or a source
+    opener (a collector's data: ``deskcorder.commands.dataset.source_opener``)."""
+    source = opener_for(path)()
+    try:
+        if not source.local_files:
+            raise UsageError(
+                f"{source.where}: episodes() hands out image files, and these images are not "
+                "on this machine: build an export from it instead (deskcorder dataset build)"
             )
-            yield Episode(session.id, number, steps)
+        for session in source.sessions():
+            chunks = ((decoded.header, decoded.records) for decoded in session.chunks())
+            actions = run(Reducer(thresholds), chunks)
+            for number, group in itertools.groupby(actions, key=lambda a: a.episode):
+                steps = tuple(
+                    (None if a.observation is None else source.blob_path(a.observation.sha256), a)
+                    for a in group
+                )
+                yield Episode(session.id, number, steps)
+    finally:
+        source.close()

@@ -32,7 +32,7 @@ from typing import IO, Any
 from deskcorder import __version__
 from deskcorder.dataset._actions import Action, Shot
 from deskcorder.dataset._reduce import Reducer, Thresholds
-from deskcorder.dataset._source import SessionSource, Source, open_source
+from deskcorder.dataset._source import SessionSource, Source, SourceOpener, opener_for
 from deskcorder.errors import DeskcorderError, UsageError
 from deskcorder.events import K_CLOCK
 from deskcorder.storage.reader import WallClock
@@ -91,8 +91,9 @@ EMBED_COLUMNS: tuple[tuple[str, str, str], ...] = (
 ANALYSIS_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("session", "str", "session id"),
     ("episode", "i32", "episode number within the session"),
-    ("user", "str", "user pseudonym (or name, identity=named)"),
-    ("device", "str", "device pseudonym"),
+    ("user", "str", "user pseudonym (or name, identity=named), as the collector gave it"),
+    ("device", "str", "device id"),
+    ("machine", "str", "machine pseudonym, as the collector gave it"),
     ("t_start_utc", "ts", "wall-clock start of the action (UTC)"),
     ("window_id", "i64", "window id"),
     ("record_first", "i64", "first record of the action in the session"),
@@ -274,32 +275,44 @@ class _Images:
         self.missing = 0
 
     def put(self, shot: Shot | None) -> tuple[str | None, bytes | None]:
+        """The image's path in the dataset or its bytes (embed); one image read at a time."""
         if shot is None:
             return None, None
-        src = self.source.blob_path(shot.sha256)
-        if src is None:
+        if self.mode in ("none", "embed"):
+            data = self.source.read_blob(shot.sha256) if self.mode == "embed" else None
+            if data is None and not (self.mode == "none" and self.source.has_blob(shot.sha256)):
+                self.missing += 1
+            return None, data
+        rel = f"images/{shot.sha256[:2]}/{shot.sha256}{_EXT.get(shot.fmt, '')}"
+        if shot.sha256 in self.placed:
+            return rel, None
+        dest = self.root / shot.sha256[:2] / (shot.sha256 + _EXT.get(shot.fmt, ""))
+        if not dest.exists() and not self._place(shot.sha256, dest):
             self.missing += 1
             return None, None
-        if self.mode == "none":
-            return None, None
-        if self.mode == "embed":
-            return None, src.read_bytes()
-        rel = f"images/{shot.sha256[:2]}/{shot.sha256}{_EXT.get(shot.fmt, '')}"
-        if shot.sha256 not in self.placed:
-            dest = self.root / shot.sha256[:2] / (shot.sha256 + _EXT.get(shot.fmt, ""))
-            if not dest.exists():
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-                if self.mode == "link":
-                    try:
-                        os.link(src, tmp)
-                    except OSError:  # another file system: a symbolic link
-                        os.symlink(src.resolve(), tmp)
-                else:
-                    shutil.copyfile(src, tmp)
-                os.replace(tmp, dest)
-            self.placed.add(shot.sha256)
+        self.placed.add(shot.sha256)
         return rel, None
+
+    def _place(self, sha: str, dest: Path) -> bool:
+        """Copy (or link) the blob to ``dest``; False when the source does not have it."""
+        src = self.source.blob_path(sha)
+        data = None if src is not None else self.source.read_blob(sha)
+        if src is None and (data is None or self.mode == "link"):
+            return False
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        if src is None:
+            assert data is not None
+            tmp.write_bytes(data)
+        elif self.mode == "link":
+            try:
+                os.link(src, tmp)
+            except OSError:  # another file system: a symbolic link
+                os.symlink(src.resolve(), tmp)
+        else:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+        return True
 
 
 # ---------------------------------------------------------------------------
@@ -372,6 +385,8 @@ class ShardBuilder:
         self.progress = progress
         self._lineage_fh: IO[str] | None = None
         self._wall = WallClock()
+        # the current session's pseudonyms: the collector's index, else the chunk header
+        self._ids: dict[str, Any] = {}
         self._since_ns = (
             None
             if opts.since is None
@@ -430,6 +445,10 @@ class ShardBuilder:
             self._wall.see(decoded.header)
             if header is None:
                 header = decoded.header
+                self._ids = {
+                    key: getattr(session, key) or header.get(key)
+                    for key in ("user", "machine", "device")
+                }
                 policy = _policy_of(header)
                 if policy not in self.result.policies:
                     self.result.policies.append(policy)
@@ -495,8 +514,9 @@ class ShardBuilder:
             "episode_id": ep.id,
             "session": session,
             "episode": ep.number,
-            "user": header.get("user"),
-            "device": header.get("device"),
+            "user": self._ids["user"],
+            "machine": self._ids["machine"],
+            "device": self._ids["device"],
             "file": f"data/day={ep.day}/{self.opts.shard_name()}"
             + (".parquet" if self.opts.fmt == "parquet" else ".jsonl"),
             "rows": ep.step,
@@ -553,8 +573,9 @@ class ShardBuilder:
                 {
                     "session": session,
                     "episode": a.episode,
-                    "user": header.get("user"),
-                    "device": header.get("device"),
+                    "user": self._ids["user"],
+                    "device": self._ids["device"],
+                    "machine": self._ids["machine"],
                     "t_start_utc": _dt.datetime.fromtimestamp(
                         self._wall_ns(header, a.t_start) // 1_000_000 / 1000, _dt.timezone.utc
                     ),
@@ -624,12 +645,21 @@ def _write_shard_summary(out: Path, result: ShardResult) -> None:
     os.replace(tmp, shards_dir / f"{result.name}.json")
 
 
-def _build_shard(
-    src: str, opts: BuildOptions, progress: Callable[[int, int], None] | None = None
+def _run_shard(
+    source: Source, opts: BuildOptions, progress: Callable[[int, int], None] | None = None
 ) -> ShardResult:
-    result = ShardBuilder(open_source(src), opts, progress).run()
+    result = ShardBuilder(source, opts, progress).run()
     _write_shard_summary(opts.out, result)
     return result
+
+
+def _build_shard(opener: SourceOpener, opts: BuildOptions) -> ShardResult:
+    """One ``--jobs`` worker: its own source (opened again here), one shard."""
+    source = opener()
+    try:
+        return _run_shard(source, opts)
+    finally:
+        source.close()
 
 
 def _check_out(out: Path, opts: BuildOptions) -> None:
@@ -650,29 +680,46 @@ def _check_out(out: Path, opts: BuildOptions) -> None:
 
 
 def build(
-    src: str | os.PathLike[str],
+    src: str | os.PathLike[str] | SourceOpener,
     opts: BuildOptions,
     *,
     jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Export the sessions at ``src`` (shard ``opts.shard``); returns dataset_info."""
+    """Export the sessions at ``src`` (shard ``opts.shard``); returns dataset_info.
+
+    ``src`` is a spool or session folder, or a :data:`SourceOpener` (a collector's
+    data: ``deskcorder.commands.dataset.source_opener``); with ``jobs`` > 1 each
+    process opens it again (so the opener must pickle).
+    """
     if opts.fmt == "parquet":
         need_pyarrow()
-    open_source(src)  # a clear error for a bad --from before any output
-    _check_out(opts.out, opts)
-    opts.out.mkdir(parents=True, exist_ok=True)
-    if jobs <= 1:
-        _build_shard(str(src), opts, progress)
-    else:
+    opener = opener_for(src)
+    source = opener()  # a clear error for a bad --from before any output
+    try:
+        if opts.images == "link" and not source.local_files:
+            raise UsageError(
+                f"--images link: {source.where} is not on this machine; use copy, embed or none"
+            )
+        _check_out(opts.out, opts)
+        opts.out.mkdir(parents=True, exist_ok=True)
+        if jobs <= 1:
+            _run_shard(source, opts, progress)
+    finally:
+        source.close()  # before any worker starts: nothing open is shared with it
+    if jobs > 1:
+        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         i, n = opts.shard
         subs = [
             BuildOptions(**{**opts.__dict__, "shard": (i + n * j, n * jobs)}) for j in range(jobs)
         ]
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(_build_shard, str(src), sub) for sub in subs]
+        # spawn everywhere (as on macOS and Windows): a worker starts clean, without the
+        # parent's threads, connections or object-store runtime
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures = [pool.submit(_build_shard, opener, sub) for sub in subs]
             for done, fut in enumerate(futures):
                 fut.result()
                 if progress is not None:

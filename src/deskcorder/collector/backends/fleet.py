@@ -48,7 +48,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -59,8 +59,8 @@ from deskcorder.errors import DeskcorderError, UsageError
 from ..base import REVOKED, Body, DeviceAuth, Enrollment, Job, Limits, Rejected, revoked_error
 from ..body import SpooledBody
 from ..metrics import INDEX_SECONDS, OBJECT_SECONDS
-from ..store import Erasure, Store, token_digest
-from .local import INVENTORY_SELECT, device_row, inventory_rows
+from ..store import Erasure, Store, StoreReader, token_digest
+from .local import INVENTORY_SELECT, device_row, inventory_rows, where_equal
 from .migrations import LATEST, schema_version
 
 if TYPE_CHECKING:
@@ -92,11 +92,11 @@ class FleetConfig:
     tmp_dir: Path | None = None
 
     @staticmethod
-    def parse_store(url: str) -> tuple[str, str]:
+    def parse_store(url: str, flag: str = "--store") -> tuple[str, str]:
         """``s3://BUCKET[/PREFIX]`` -> (bucket, prefix); a one-line error otherwise."""
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
-            raise UsageError(f"--store {url!r}: expected s3://BUCKET/PREFIX")
+            raise UsageError(f"{flag} {url!r}: expected s3://BUCKET/PREFIX")
         return parts.netloc, parts.path.strip("/")
 
     @classmethod
@@ -110,9 +110,10 @@ class FleetConfig:
         credentials_file: Path | None = None,
         db_password_file: Path | None = None,
         environ: dict[str, str] | None = None,
+        store_flag: str = "--store",
     ) -> FleetConfig:
         env = dict(os.environ if environ is None else environ)
-        bucket, prefix = cls.parse_store(store)
+        bucket, prefix = cls.parse_store(store, store_flag)
         if credentials_file is not None:
             env.update(_read_env_file(credentials_file))
         key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
@@ -149,6 +150,21 @@ class FleetConfig:
             session_token=env.get("AWS_SESSION_TOKEN") or None,
             db=db,
             db_password=password,
+        )
+
+    @classmethod
+    def from_options(cls, store: str, args: Any, store_flag: str = "--store") -> FleetConfig:
+        """From the fleet options on the command line (``--db``, ``--s3-endpoint`` ...)."""
+        if args.db is None:
+            raise UsageError(f"{store_flag} {store}: needs --db postgresql://USER@HOST:PORT/DB")
+        return cls.from_args(
+            store,
+            args.s3_endpoint,
+            args.db,
+            region=args.s3_region,
+            credentials_file=args.s3_credentials_file,
+            db_password_file=args.db_password_file,
+            store_flag=store_flag,
         )
 
     def describe(self) -> str:
@@ -206,29 +222,47 @@ def _safe_dsn(db: str) -> str:
     return f"{parts.scheme}://{parts.hostname}:{parts.port or 5432}{parts.path}"
 
 
-def open_fleet(config: FleetConfig, limits: Limits | None = None, *, validators: int = 8) -> Store:
-    """The fleet backend's store; refuses a database whose schema is not migrated."""
+def _open_parts(config: FleetConfig, min_size: int) -> tuple[ConnectionPool[Any], S3Objects]:
+    """The pool and the bucket, both checked; refuses a database whose schema is not
+    migrated (a newer one is fine: migrations keep the previous release working)."""
     import psycopg
 
-    pool = open_pool(config, min_size=2)
+    pool = open_pool(config, min_size=min_size)
     try:
         with pool.connection() as conn:
             version = schema_version(conn)
         if version < LATEST:
             raise DeskcorderError(
-                f"{_safe_dsn(config.db)}: schema version {version}, this collector needs "
+                f"{_safe_dsn(config.db)}: schema version {version}, this deskcorder needs "
                 f"{LATEST}: run 'deskcorder collector migrate --db ...' first"
             )
         objects = S3Objects(config)
         objects.check()
-    except (psycopg.Error, DeskcorderError):
+    except psycopg.Error as exc:
+        pool.close()
+        first = str(exc).strip().splitlines()[0]
+        raise DeskcorderError(f"{_safe_dsn(config.db)}: {first}") from exc
+    except DeskcorderError:
         pool.close()
         raise
+    return pool, objects
+
+
+def open_fleet(config: FleetConfig, limits: Limits | None = None, *, validators: int = 8) -> Store:
+    """The fleet backend's store; refuses a database whose schema is not migrated."""
+    pool, objects = _open_parts(config, min_size=2)
     # a commit is a few database round trips: let it gather the PUTs validators are
     # finishing (~3 ms at most), a group about 3x larger under load (docs/performance.md)
     return Store(
         PgIndex(pool), objects, limits, validators=validators, backend="fleet", linger_s=0.003
     )
+
+
+def open_fleet_reader(config: FleetConfig) -> StoreReader:
+    """The fleet backend's data opened to read only (``dataset build --from s3://...``):
+    a pool of two connections, no PUT pipeline, nothing written."""
+    pool, objects = _open_parts(replace(config, pool_size=2), min_size=1)
+    return StoreReader(PgIndex(pool), objects, "fleet", f"s3://{config.bucket}/{config.prefix}")
 
 
 # -- objects -----------------------------------------------------------------------------
@@ -432,6 +466,10 @@ class S3Objects:
             return None
         except Exception as exc:
             raise _io_error(f"GET {blob_key(sha)}", exc) from exc
+
+    def blob_file(self, sha: str) -> Path | None:
+        """None: a blob in a bucket is no local file."""
+        return None
 
     # -- deletion ----------------------------------------------------------------------
     def list_keys(self, prefix: str) -> list[str]:
@@ -899,15 +937,10 @@ class PgIndex:
             "MAX(c.received) FROM sessions s LEFT JOIN devices d ON d.device = s.device "
             "LEFT JOIN chunks c ON c.session = s.session "
         )
-        clauses: list[str] = []
-        args: list[Any] = []
-        for column, value in (('s."user"', user), ("s.device", device), ("d.person", person)):
-            if value is not None:
-                clauses.append(f"{column}=%s")
-                args.append(value)
-        if clauses:
-            query += "WHERE " + " AND ".join(clauses) + " "
-        query += "GROUP BY s.session, d.machine ORDER BY s.session"
+        where, args = where_equal(
+            (('s."user"', user), ("s.device", device), ("d.person", person)), "%s"
+        )
+        query += where + "GROUP BY s.session, d.machine ORDER BY s.session"
         return [session_row(r) for r in self._all(query, args)]
 
     def chunks(self, session: str) -> list[dict[str, Any]]:

@@ -40,7 +40,7 @@ from ..base import (
     revoked_error,
 )
 from ..body import SpooledBody
-from ..store import Erasure, Store, token_digest
+from ..store import Erasure, Store, StoreReader, token_digest
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -118,13 +118,70 @@ def open_local(root: Path, limits: Limits | None = None, *, validators: int = 3)
     return Store(index, objects, limits, validators=validators)
 
 
-class LocalObjects:
-    """Chunks and blobs as files under the data folder (``Objects``)."""
+def open_local_reader(root: Path) -> StoreReader:
+    """The local backend's data folder opened to read only (``dataset build --from DIR``).
+
+    The index through a read-only SQLite connection (``mode=ro``), the files
+    where they are: nothing is created, nothing deleted (``tmp/`` holds the
+    bodies of requests a running collector is receiving), no threads started.
+    """
+    root = Path(root)
+    path = root / "index.sqlite3"
+    if not path.is_file():
+        raise DeskcorderError(f"{root}: not a collector data folder (no index.sqlite3)")
+    try:
+        db = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+        )
+    except sqlite3.Error as exc:
+        raise DeskcorderError(f"{path}: cannot open the index: {exc}") from exc
+    try:
+        index = LocalReadIndex(db)
+    except sqlite3.Error as exc:
+        db.close()
+        raise DeskcorderError(f"{path}: cannot read the index: {exc}") from exc
+    return StoreReader(index, LocalFiles(root), "local", str(root))
+
+
+class LocalFiles:
+    """Chunks and blobs as files under the data folder, to read (no folder made)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.chunks_dir = root / "chunks"
         self.blobs_dir = root / "blobs"
+
+    def chunk_path(self, session: str, seq: int) -> Path:
+        return self.chunks_dir / session / chunk_name(seq)
+
+    def blob_path(self, sha: str) -> Path:
+        return self.blobs_dir / sha[:2] / sha
+
+    def open_chunk(self, session: str, seq: int, sha: str) -> IO[bytes]:
+        return open(self.chunk_path(session, seq), "rb")
+
+    def has_blob(self, sha: str) -> bool:
+        return self.blob_path(sha).exists()
+
+    def read_blob(self, sha: str) -> bytes | None:
+        try:
+            return self.blob_path(sha).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def blob_file(self, sha: str) -> Path | None:
+        path = self.blob_path(sha)
+        return path if path.is_file() else None
+
+    def close(self) -> None:
+        pass
+
+
+class LocalObjects(LocalFiles):
+    """Chunks and blobs as files under the data folder (``Objects``)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
         self.tmp_dir = root / "tmp"
         for path in (self.root, self.chunks_dir, self.blobs_dir, self.tmp_dir):
             try:
@@ -145,9 +202,6 @@ class LocalObjects:
         probe.write_bytes(b"")
         probe.unlink()
 
-    def close(self) -> None:
-        pass
-
     def new_body(self) -> SpooledBody:
         return SpooledBody(self.tmp_dir)
 
@@ -163,12 +217,6 @@ class LocalObjects:
         tmp = self._spooled(body).durable_file()
         os.replace(tmp, final)
         fsync_dir(final.parent)
-
-    def chunk_path(self, session: str, seq: int) -> Path:
-        return self.chunks_dir / session / chunk_name(seq)
-
-    def blob_path(self, sha: str) -> Path:
-        return self.blobs_dir / sha[:2] / sha
 
     # -- chunks: staged by the validators, placed by the committer ----------------------
     def stage_chunk(self, job: Job) -> None:
@@ -202,21 +250,9 @@ class LocalObjects:
     def drop_staged(self, jobs: list[Job]) -> None:
         """Nothing: a refused body's temp file is discarded with the body."""
 
-    def open_chunk(self, session: str, seq: int, sha: str) -> IO[bytes]:
-        return open(self.chunk_path(session, seq), "rb")
-
     # -- blobs -------------------------------------------------------------------------
-    def has_blob(self, sha: str) -> bool:
-        return self.blob_path(sha).exists()
-
     def put_blob(self, sha: str, body: Body) -> None:
         self._place(body, self.blob_path(sha))
-
-    def read_blob(self, sha: str) -> bytes | None:
-        try:
-            return self.blob_path(sha).read_bytes()
-        except FileNotFoundError:
-            return None
 
     def remove(self, erasure: Erasure) -> None:
         for session in erasure.sessions:
@@ -555,10 +591,7 @@ class LocalIndex:
 
     def chunk_digest(self, session: str, seq: int) -> str | None:
         with self._read_lock:
-            rows = self._reader.execute(
-                "SELECT sha256 FROM chunks WHERE session=? AND seq=?", (session, seq)
-            ).fetchall()
-        return str(rows[0][0]) if rows else None
+            return select_chunk_digest(self._reader, session, seq)
 
     def chunk_state(self, job: Job) -> tuple[str | None, str | None]:
         return self.session_owner(job.session), self.chunk_digest(job.session, job.seq)
@@ -710,33 +743,12 @@ class LocalIndex:
         """``user`` and ``machine`` are the pseudonyms the collector gave the uploading
         device (for sessions stored before devices had keys: the header's ``user``, and
         no machine)."""
-        query = (
-            "SELECT s.session, s.device, s.user, d.machine, s.first_seen, COUNT(c.seq), "
-            "COALESCE(SUM(c.bytes),0), COALESCE(SUM(c.records),0), MAX(c.received) "
-            "FROM sessions s LEFT JOIN devices d ON d.device = s.device "
-            "LEFT JOIN chunks c ON c.session = s.session "
-        )
-        clauses: list[str] = []
-        args: list[Any] = []
-        for column, value in (("s.user", user), ("s.device", device), ("d.person", person)):
-            if value is not None:
-                clauses.append(f"{column}=?")
-                args.append(value)
-        if clauses:
-            query += "WHERE " + " AND ".join(clauses) + " "
-        query += "GROUP BY s.session ORDER BY s.session"
         with self._lock:
-            rows = self._db.execute(query, args).fetchall()
-        return [session_row(r) for r in rows]
+            return select_sessions(self._db, user, device, person)
 
     def chunks(self, session: str) -> list[dict[str, Any]]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, sha256, bytes, records, received FROM chunks WHERE session=? "
-                "ORDER BY seq",
-                (session,),
-            ).fetchall()
-        return [chunk_row(r) for r in rows]
+            return select_chunks(self._db, session)
 
     def chunk_blobs(self, session: str) -> list[str]:
         with self._lock:
@@ -831,6 +843,82 @@ class LocalIndex:
                 table: int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
                 for table in ("devices", "sessions", "chunks", "blobs", "receipts", "audit")
             }
+
+
+class LocalReadIndex:
+    """The index read through a read-only connection (``ReadIndex``): sessions, chunks."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._lock = threading.Lock()
+        columns = {str(r[1]) for r in db.execute("PRAGMA table_info(devices)")}
+        # an index no collector with device keys has opened yet: no machine pseudonyms
+        self._machine = "machine" in columns
+        db.execute("SELECT session, device, user FROM sessions LIMIT 1").fetchall()
+        db.execute("SELECT session, seq, sha256 FROM chunks LIMIT 1").fetchall()
+
+    def sessions(
+        self, user: str | None = None, *, device: str | None = None, person: str | None = None
+    ) -> list[dict[str, Any]]:
+        with self._lock:
+            return select_sessions(self._db, user, device, person, machine=self._machine)
+
+    def chunks(self, session: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return select_chunks(self._db, session)
+
+    def chunk_digest(self, session: str, seq: int) -> str | None:
+        with self._lock:
+            return select_chunk_digest(self._db, session, seq)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def select_sessions(
+    db: sqlite3.Connection,
+    user: str | None,
+    device: str | None,
+    person: str | None,
+    *,
+    machine: bool = True,
+) -> list[dict[str, Any]]:
+    """Session rows (``session_row``), optionally one user's, device's or person's."""
+    query = (
+        f"SELECT s.session, s.device, s.user, {'d.machine' if machine else 'NULL'}, "
+        "s.first_seen, COUNT(c.seq), COALESCE(SUM(c.bytes),0), COALESCE(SUM(c.records),0), "
+        "MAX(c.received) FROM sessions s "
+        + ("LEFT JOIN devices d ON d.device = s.device " if machine else "")
+        + "LEFT JOIN chunks c ON c.session = s.session "
+    )
+    where, args = where_equal((("s.user", user), ("s.device", device), ("d.person", person)))
+    query += where + "GROUP BY s.session ORDER BY s.session"
+    return [session_row(r) for r in db.execute(query, args).fetchall()]
+
+
+def where_equal(pairs: tuple[tuple[str, Any], ...], mark: str = "?") -> tuple[str, list[Any]]:
+    """``WHERE a=? AND b=? `` for the pairs whose value is not None, and their values."""
+    given = [(column, value) for column, value in pairs if value is not None]
+    if not given:
+        return "", []
+    where = "WHERE " + " AND ".join(f"{column}={mark}" for column, _ in given) + " "
+    return where, [value for _, value in given]
+
+
+def select_chunks(db: sqlite3.Connection, session: str) -> list[dict[str, Any]]:
+    rows = db.execute(
+        "SELECT seq, sha256, bytes, records, received FROM chunks WHERE session=? ORDER BY seq",
+        (session,),
+    ).fetchall()
+    return [chunk_row(r) for r in rows]
+
+
+def select_chunk_digest(db: sqlite3.Connection, session: str, seq: int) -> str | None:
+    rows = db.execute(
+        "SELECT sha256 FROM chunks WHERE session=? AND seq=?", (session, seq)
+    ).fetchall()
+    return str(rows[0][0]) if rows else None
 
 
 def inventory_rows(jobs: list[Job], now: float) -> list[tuple[Any, ...]]:
