@@ -147,14 +147,21 @@ def xserver(wm: bool = True, size: str = "1920x1080x24") -> Iterator[XServer]:
             start_openbox(server)
         yield server
     finally:
-        for proc in reversed(procs):
-            if proc.stdin is not None:
-                proc.stdin.close()
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in reversed(procs):
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_processes(procs)
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate (then kill) every process, newest first, and wait for each; close pipes."""
+    for proc in reversed(procs):
+        if proc.stdin is not None:
+            proc.stdin.close()
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in reversed(procs):
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()

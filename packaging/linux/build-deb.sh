@@ -6,7 +6,8 @@
 # The package holds its own virtual environment in /opt/deskcorder, made with
 # Debian's python3 from the wheel built here plus its dependencies from PyPI,
 # /usr/bin/deskcorder, the systemd user unit (installed, NOT enabled) and an
-# example machine policy /etc/deskcorder/policy.toml (a conffile).
+# example machine policy /etc/deskcorder/policy.toml (a conffile). Debian's PyGObject
+# (python3-gi, a Depends) is linked into the venv for accessibility (system-gi.sh).
 # Needs: dpkg-deb, python3 with venv (python3-venv), network access to PyPI.
 # DEB_CONSTRAINTS=FILE pins the dependency versions (pip constraints) for a
 # reproducible build; without it the newest allowed versions are taken.
@@ -39,6 +40,7 @@ PINS=()
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-compile "${PINS[@]}" \
   "${WHEEL}[screenshots]" 2>&1 | quiet
 "$VENV/bin/python" -m pip freeze | { grep -v "^deskcorder" || true; } > "$WORK/versions.txt"
+bash "$HERE/system-gi.sh" "$VENV"  # PyGObject from python3-gi (a Depends), for AT-SPI
 "$VENV/bin/python" -m pip uninstall -q -y pip setuptools wheel >/dev/null 2>&1 || true
 
 # The venv was made in the staging folder: point its scripts at the final prefix.

@@ -31,7 +31,7 @@ from deskcorder.control.channel import ControlServer, runtime_dir
 from deskcorder.devicekey import load_or_create
 from deskcorder.devicekey import saved as key_saved
 from deskcorder.errors import AlreadyRunning, DeskcorderError
-from deskcorder.events import FORMAT_NAME, FORMAT_VERSION, RAW_CONTROL
+from deskcorder.events import ELEMENT_VERSION, FORMAT_NAME, FORMAT_VERSION, RAW_CONTROL
 from deskcorder.host import CaptureGates, Component, Observer, Raw
 from deskcorder.identity import identities, warn_deprecated
 from deskcorder.platform import clock
@@ -215,7 +215,7 @@ class Agent:
         if not key_saved(state):  # made on a full disk at start: save it now, with this chunk
             load_or_create(state)
         ids = identities(self.policy.identity, self.spool.root, self.device_id)
-        return {
+        header: dict[str, Any] = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "session": self.session_id,
@@ -242,6 +242,9 @@ class Agent:
             "clock": clock.anchor(t, unix_ns),
             "pre_action": cap.screenshots and self.policy.screenshots.pre_action,
         }
+        if self.privacy.elements:
+            header["elements"] = ELEMENT_VERSION
+        return header
 
     # -- lifecycle --------------------------------------------------------------------
     def request_stop(self, reason: str = "stop") -> None:
@@ -287,8 +290,7 @@ class Agent:
             session_id=self.session_id,
             t0_ns=self.t0_ns,
             keystrokes=self.keystrokes,
-            secure_probe=self.privacy.secure_probe(),
-            secure_poll=self.privacy.secure_poll(),
+            a11y=self.privacy.monitor,
         )
         pipeline.on_sealed = self.on_sealed  # one list: components may register later
         self.pipeline = pipeline
@@ -418,6 +420,7 @@ class Agent:
         }
         if self.pipeline is not None:
             out.update(self.pipeline.status())
+        out["privacy"] = self.privacy.status()
         for component in [self._conditions, *self.components]:
             try:
                 out[component.name] = component.status()

@@ -45,6 +45,8 @@ RAW_SESSION = 7  # (RAW_SESSION, t_ns, locked: bool|None, active: bool|None)
 RAW_SHOT = 8  # (RAW_SHOT, t_ns, ShotInfo)
 RAW_CONTROL = 9  # (RAW_CONTROL, t_ns, command: str, arg: object)
 RAW_MARK = 10  # (RAW_MARK, t_ns, kind: str, fields: dict)  pre-built record (gaps, shed, ...)
+# (RAW_ELEMENT, t_ns, window_id: int, src: "click"|"focus", act: int|None, Element)
+RAW_ELEMENT = 11
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,12 @@ K_SHED = "shed"
 K_CLOCK = "clock"
 K_POWER = "power"
 K_SCREEN = "screen"
+K_ELEMENT = "el"
+
+#: Version of the ``el`` record's fields; the chunk header's ``elements`` says which one a
+#: session wrote (absent: element capture was off). Bumped when a reader of the previous
+#: version would misread an ``el`` record.
+ELEMENT_VERSION = 1
 
 ALL_KINDS = (
     K_START,
@@ -134,6 +142,7 @@ ALL_KINDS = (
     K_CLOCK,
     K_POWER,
     K_SCREEN,
+    K_ELEMENT,
 )
 
 INPUT_KINDS = frozenset(
@@ -223,6 +232,9 @@ class ChunkHeader(BaseModel):
     keystrokes: Literal["full", "redacted", "shortcuts", "off"]
     mouse_move_hz: float
     clock: ClockAnchor
+    elements: int | None = Field(
+        None, description="version of the el records written (absent: element capture off)"
+    )
 
 
 class _Rec(BaseModel):
@@ -385,6 +397,26 @@ class ScreenRec(_Rec):
     screen: list[list[int]] = Field(description="monitors as [left, top, width, height]")
 
 
+class ElementRec(_Rec):
+    """The accessible element under a click, or newly focused (header ``elements``: 1)."""
+
+    k: Literal["el"]
+    src: Literal["click", "focus"] = Field(
+        description="click: the element under the pointer at a button press; focus: the "
+        "element that received keyboard focus"
+    )
+    win: int = Field(description="id of the focused window (as in its focus record)")
+    act: Micros | None = Field(None, description="click: t of the bd record it belongs to")
+    role: str = Field(description="accessible role, e.g. push button, text, password text")
+    name: str | None = Field(
+        None, description="accessible name (label), scrubbed like titles; never for passwords"
+    )
+    rect: list[int] | None = Field(None, description="[left, top, width, height] on screen")
+    path: list[str] | None = Field(
+        None, description="roles from the window down to the element (at most 16, the last ones)"
+    )
+
+
 Record = Annotated[
     StartRec
     | EndRec
@@ -402,7 +434,8 @@ Record = Annotated[
     | ShedRec
     | ClockRec
     | PowerRec
-    | ScreenRec,
+    | ScreenRec
+    | ElementRec,
     Field(discriminator="k"),
 ]
 

@@ -118,6 +118,12 @@ def test_deb_installs_works_and_purges_without_a_trace(installed: Path, tmp_path
     env: dict[str, str] = {"HOME": str(tmp_path), "DESKCORDER_RUNTIME_DIR": str(tmp_path / "rt")}
     version = run("/usr/bin/deskcorder", "--version", env=env)
     assert version.returncode == 0 and version.stdout.strip() == "deskcorder 0.1.0"
+    # accessibility: Debian's PyGObject, a dependency, is linked into the environment
+    depends = run("dpkg-query", "-W", "-f=${Depends}", "deskcorder").stdout
+    assert "python3-gi" in depends and "gir1.2-atspi-2.0" in depends, depends
+    atspi = "import gi; gi.require_version('Atspi', '2.0'); from gi.repository import Atspi"
+    gi = run("/opt/deskcorder/bin/python", "-c", atspi, env=env)
+    assert gi.returncode == 0, gi.stderr
     check = run("/usr/bin/deskcorder", "policy", "check", env=env)
     assert check.returncode == 0, check.stderr
     assert "files: /etc/deskcorder/policy.toml" in check.stdout

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import io
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import zstandard
+
+from deskcorder.capture.a11y import Answer, EpochInfo, FieldAnswers
+from deskcorder.events import WindowInfo
 
 SECRETS = {
     "card": "4111 1111 1111 1111",
@@ -40,3 +45,49 @@ def assert_absent(blob: bytes, *literals: str) -> None:
     for literal in literals:
         for variant in {literal, literal.replace(" ", ""), literal.replace(" ", "-")}:
             assert variant.encode() not in blob, f"{variant!r} reached disk"
+
+
+class InstantField(FieldAnswers):
+    """Secure-input answers as from an infinitely fast accessibility API: every reset is
+    answered at once with ``value`` (True: password field, False: not, None: unknown)."""
+
+    def __init__(
+        self,
+        value: bool | None = False,
+        clock: Callable[[], int] = time.monotonic_ns,
+        instant: bool = True,
+    ) -> None:
+        super().__init__(value)
+        self.value = value
+        self.instant = instant  # False: a reset stays unknown until set() answers
+        self.clock = clock
+        self.epoch = 0
+        self.infos: dict[int, EpochInfo] = {0: EpochInfo()}
+        self.resets = 0
+        self._publish()
+
+    def set(self, value: bool | None) -> None:
+        """The focused field changes kind (the platform told the monitor)."""
+        self.value = value
+        self._publish()
+
+    def reset(self, window: WindowInfo | None) -> None:
+        self.resets += 1
+        self.epoch += 1
+        self.infos[self.epoch] = EpochInfo()
+        if self.instant:
+            self._publish()
+        else:
+            self._answer = Answer(self.epoch, None, self.clock())
+
+    def info(self, epoch: int) -> EpochInfo | None:
+        return self.infos.get(epoch)
+
+    def _publish(self) -> None:
+        now = self.clock()
+        info = self.infos[self.epoch]
+        if self.value is True:
+            info.secure = True
+        elif self.value is False:
+            info.safe_ns = now
+        self._answer = Answer(self.epoch, self.value, now)

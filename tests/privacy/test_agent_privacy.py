@@ -43,21 +43,47 @@ INCOGNITO = WindowInfo(id=3, title="Bank - Chromium (Incognito)", app="chromium"
 
 
 class Typist:
-    """Emits raw key events the way the hooks do (monotonic timestamps, put_nowait)."""
+    """Emits raw key events the way the hooks do (monotonic timestamps, put_nowait).
+
+    A person takes longer between a focus change (or Enter) and the next key than the
+    accessibility monitor takes to identify the newly focused field; a script does
+    not, so it waits for that answer (else its text is ``[UNKNOWN]``: fail closed).
+    """
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
 
+    def _answered_after(self, epoch: int) -> None:
+        monitor = self.agent.privacy.monitor
+        assert monitor is not None
+
+        def known() -> bool:
+            answer = monitor.answer()
+            return answer.epoch > epoch and answer.state is not None
+
+        wait_for(known, 5, "the focused field identified")
+
+    def _epoch(self) -> int:
+        monitor = self.agent.privacy.monitor
+        assert monitor is not None
+        return monitor.answer().epoch
+
     def focus(self, win: WindowInfo) -> None:
+        epoch = self._epoch()
         self.agent.emit((RAW_FOCUS, time.monotonic_ns(), win))
+        self._answered_after(epoch)
 
     def type(self, text: str) -> None:
         for ch in text:
             name, char = ("space", None) if ch == " " else (None, ch)
             self.agent.emit((RAW_KEY, time.monotonic_ns(), True, char, name, ord(ch)))
             self.agent.emit((RAW_KEY, time.monotonic_ns(), False, char, name, ord(ch)))
+        epoch = self._epoch()
+        recording = self.agent.capture_status().get("recording")
         self.agent.emit((RAW_KEY, time.monotonic_ns(), True, None, "enter", 0xFF0D))
         self.agent.emit((RAW_KEY, time.monotonic_ns(), False, None, "enter", 0xFF0D))
+        if recording:  # Enter may move the focus: the pipeline asks again
+            self._answered_after(epoch)
 
     def secrets(self) -> None:
         self.type(f"pay {SECRETS['card']} to {SECRETS['email']}")
@@ -108,13 +134,15 @@ def test_agent_end_to_end_privacy_controls(cli: Cli, tmp_path: Path) -> None:
         # 4. password field (the backend's secure-input probe says so)
         player = backend.extras["player"]
         player.secure = True
+        player.on_change()  # the backend's accessibility tells of the focus change
         monitor = agent.privacy.monitor
         assert monitor is not None
-        wait_for(lambda: monitor.current() is True, 5, "secure input seen")
+        wait_for(lambda: monitor.answer().state is True, 5, "secure input seen")
         typist.type(SECRETS["password"])
         wait_for(lambda: pipeline.counts.get("text", 0) >= 4, 10, "secure text marker")
         player.secure = False
-        wait_for(lambda: monitor.current() is False, 5, "secure input off")
+        player.on_change()
+        wait_for(lambda: monitor.answer().state is False, 5, "secure input off")
         # 5. paused from the CLI: status shows the time left
         assert cli.run("pause", "--minutes", "5").returncode == 0
         wait_for(lambda: _status(cli)["blocked"] == "user", 10, "paused")
@@ -168,7 +196,7 @@ def test_full_degrades_to_redacted_without_probe(tmp_path: Path) -> None:
     loaded = load_policy(str(policy_file), machine_dir=tmp_path / "etc")
     (tmp_path / "none.jsonl").write_text("")
     backend = select_backend("fake", script=str(tmp_path / "none.jsonl"))
-    backend.secure_input = None
+    backend.accessibility = None
     agent = Agent(loaded, tmp_path / "spool", backend, duration=0.3)
     assert agent.keystrokes == "redacted" and agent.privacy.degraded
     assert agent.run() == 0
@@ -229,9 +257,11 @@ def _script_lines() -> list[list[Any]]:
         lines.append([0.01, RAW_FOCUS, fields])
 
     def type_(text: str) -> None:
-        for ch in text:
+        for i, ch in enumerate(text):
             name, char = ("space", None) if ch == " " else (None, ch)
-            lines.append([0.001, RAW_KEY, True, char, name, ord(ch)])
+            # a person starts typing a moment after the focus moved (the agent identifies
+            # the focused field in a few ms; what is typed before that is not kept)
+            lines.append([0.2 if i == 0 else 0.001, RAW_KEY, True, char, name, ord(ch)])
             lines.append([0.001, RAW_KEY, False, char, name, ord(ch)])
         lines.append([0.001, RAW_KEY, True, None, "enter", 0xFF0D])
         lines.append([0.001, RAW_KEY, False, None, "enter", 0xFF0D])
@@ -239,13 +269,13 @@ def _script_lines() -> list[list[Any]]:
     secrets = f"pay {SECRETS['card']} to {SECRETS['email']} token {SECRETS['token']}"
     focus(EDITOR)
     type_("hello " + secrets)
-    # text is flushed at enter, asking the probe afresh (fail closed): leave the
-    # pipeline time to get there before the field changes, even on a busy machine
-    lines.append([0.8, "secure", True])
-    lines.append([0.3, "secure", True])  # the probe polls every 100 ms
+    # the password field gets the focus (the backend's accessibility tells the monitor):
+    # leave the pipeline time to see that before typing, even on a busy machine
+    lines.append([0.5, "secure", True])
+    lines.append([0.3, "secure", True])
     type_(SECRETS["password"])
-    lines.append([0.8, "secure", False])
-    lines.append([0.6, "secure", False])
+    lines.append([0.5, "secure", False])
+    lines.append([0.3, "secure", False])
     for win in (VAULT, INCOGNITO):
         focus(win)
         type_(secrets + " " + SECRETS["password"])

@@ -69,7 +69,7 @@ def test_notification_needs_notify_send_and_display(monkeypatch: pytest.MonkeyPa
 
 def test_doctor_says_full_degrades_without_probe() -> None:
     backend = select_backend("fake")
-    backend.secure_input = None
+    backend.accessibility = None
     checks = {
         c.name: c for c in doctor_checks(make_policy(capture={"keystrokes": "full"}), backend)
     }

@@ -13,7 +13,7 @@ from typing import Any
 from deskcorder.capture.pipeline import Pipeline
 from deskcorder.events import RAW_CONTROL, RAW_FOCUS, RAW_KEY, RAW_TITLE, WindowInfo
 from tests.core.helpers import make_policy, ms, run_pipeline
-from tests.privacy.helpers import SECRETS, assert_absent, spool_bytes
+from tests.privacy.helpers import SECRETS, InstantField, assert_absent, spool_bytes
 
 EDITOR = WindowInfo(id=1, title="notes.txt - Editor", app="editor", process="editor")
 VAULT = WindowInfo(id=2, title="Vault - KeePassXC", app="KeePassXC", process="keepassxc")
@@ -55,15 +55,15 @@ def sensitive_typing(start: float) -> list[tuple[Any, ...]]:
 def run(tmp: Path, raws: list[tuple[Any, ...]], **sections: dict[str, Any]) -> tuple[
     list[dict[str, Any]], bytes
 ]:  # fmt: skip
-    secure = {"on": False}
+    field = InstantField(False)
 
     def setup(p: Pipeline) -> None:
-        p.key_filter.secure_probe = lambda: secure["on"]
+        p.key_filter.field = field
         original = p._control
 
         def control(t: int, command: str, arg: Any) -> None:
             if command == "secure_field":  # test-only: the focused field's kind changes
-                secure["on"] = bool(arg)
+                field.set(bool(arg))
                 return
             original(t, command, arg)
 

@@ -1,4 +1,4 @@
-"""Exclusion rules, work hours, identity and the secure-input seams (pure logic)."""
+"""Exclusion rules, work hours, identity and the keystroke mode (pure logic)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,11 @@ import pytest
 
 from deskcorder.capture.exclusions import is_password_manager, is_private_browsing
 from deskcorder.capture.gates import Gates
+from deskcorder.capture.privacy import effective_keystrokes
 from deskcorder.capture.schedule import WorkHours, schedule_check
-from deskcorder.capture.secure_input import SecureInputMonitor, effective_keystrokes
 from deskcorder.errors import DeskcorderError
 from deskcorder.events import WindowInfo
 from deskcorder.identity import identities
-from deskcorder.platform import select_backend
-from deskcorder.platform.linux import secure_input
-from deskcorder.platform.windows import secure_input as win_secure_input
 from deskcorder.policy.model import Identity, Schedule
 from tests.core.helpers import make_policy
 
@@ -165,87 +162,3 @@ def test_full_degrades_without_probe() -> None:
     assert effective_keystrokes("full", have_probe=False) == "redacted"
     assert effective_keystrokes("full", have_probe=True) == "full"
     assert effective_keystrokes("shortcuts", have_probe=False) == "shortcuts"
-
-
-def test_linux_probe_needs_atspi(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(secure_input, "_atspi_module", lambda: None)
-    found = select_backend("x11").secure_input()  # type: ignore[misc]
-    assert found.probe is None and "AT-SPI" in found.description
-
-    class FakeAtspi:
-        class Role:
-            PASSWORD_TEXT = 42
-
-    monkeypatch.setattr(secure_input, "_atspi_module", lambda: FakeAtspi)
-    monkeypatch.setattr(secure_input, "_atspi_bus_running", lambda atspi: False)
-    assert secure_input.find_probe().probe is None
-    monkeypatch.setattr(secure_input, "_atspi_bus_running", lambda atspi: True)
-    monkeypatch.setattr(secure_input._AtspiListener, "start", lambda self: None)
-    probe = secure_input.find_probe().probe
-    assert probe is not None and probe() is False
-
-
-def test_atspi_listener_tracks_password_role() -> None:
-    class Role:
-        PASSWORD_TEXT = 42
-        TEXT = 7
-
-    class Atspi:
-        pass
-
-    Atspi.Role = Role  # type: ignore[attr-defined]
-    listener = secure_input._AtspiListener(Atspi)
-
-    class Src:
-        def __init__(self, role: int) -> None:
-            self.role = role
-
-        def get_role(self) -> int:
-            return self.role
-
-    class Ev:
-        def __init__(self, role: int, detail1: int = 1) -> None:
-            self.source, self.detail1 = Src(role), detail1
-
-    listener._on_event(Ev(42))
-    assert listener.secure is True
-    listener._on_event(Ev(7, detail1=0))  # focus lost events do not change it
-    assert listener.secure is True
-    listener._on_event(Ev(7))
-    assert listener.secure is False
-
-
-def test_mac_and_windows_probes_are_selected_and_replaceable(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    mac = select_backend("macos").secure_input()  # type: ignore[misc]
-    assert mac.probe is not None and "Secure Event Input" in mac.description
-    win = select_backend("windows").secure_input()  # type: ignore[misc]
-    assert win.probe is win_secure_input._win_secure_input
-    monkeypatch.setattr(win_secure_input, "_win_focused_hwnd", lambda: 5)
-    monkeypatch.setattr(win_secure_input, "_win_es_password", lambda hwnd: True)
-    assert win_secure_input._win_secure_input() is True
-    monkeypatch.setattr(win_secure_input, "_win_es_password", lambda hwnd: False)
-    monkeypatch.setattr(win_secure_input, "_win_uia_is_password", lambda: False)
-    assert win_secure_input._win_secure_input() is False
-
-
-def test_monitor_caches_and_fails_closed() -> None:
-    state = {"v": True}
-
-    def probe() -> bool:
-        if state["v"] is None:
-            raise OSError("gone")
-        return state["v"]
-
-    mon = SecureInputMonitor(probe, interval=3600)
-    assert mon.current() is None  # unknown before the first poll
-    mon.start()
-    try:
-        assert mon.current() is True
-        state["v"] = False
-        assert mon.poll() is False and mon.current() is False
-        state["v"] = None  # type: ignore[assignment]
-        assert mon.poll() is None and mon.failures == 1
-    finally:
-        mon.stop(1)

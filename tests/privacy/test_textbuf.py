@@ -9,8 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deskcorder.capture.redact import KeyRedactor
-from deskcorder.capture.textbuf import SECURE_PLACEHOLDER, KeyFilter, TextBuffer
+from deskcorder.capture.textbuf import (
+    SECURE_PLACEHOLDER,
+    UNKNOWN_PLACEHOLDER,
+    KeyFilter,
+    TextBuffer,
+)
 from deskcorder.events import WindowInfo
+from tests.privacy.helpers import InstantField
 
 EDITOR = WindowInfo(id=1, title="notes.txt - Editor", app="editor")
 OTHER = WindowInfo(id=2, title="Terminal", app="xterm")
@@ -22,6 +28,7 @@ class Driver:
 
     def __init__(self, mode: str = "full", **kw: Any) -> None:
         self.red = KeyRedactor(mode)
+        kw.setdefault("field", InstantField(False))  # accessibility: not a password field
         self.filter = KeyFilter(mode, **kw)
         self.out: list[dict[str, Any]] = []
         self.t = 0
@@ -52,7 +59,7 @@ class Driver:
         self.key(False, None, mod, 0xFFE3)
 
     def finish(self) -> list[dict[str, Any]]:
-        self.out += self.filter.flush(self.t + 1)
+        self.out += self.filter.close(self.t + 1)
         return self.out
 
     def texts(self) -> list[str]:
@@ -170,14 +177,14 @@ def test_long_token_without_spaces_is_flushed_whole_and_scrubbed() -> None:
     assert "Zx9Kq2" not in " ".join(d.texts())
 
 
-def test_secure_probe_drops_printables_and_marks_text() -> None:
-    secure = {"on": False}
-    d = Driver(secure_probe=lambda: secure["on"])
+def test_password_field_drops_printables_and_marks_text() -> None:
+    field = InstantField(False)
+    d = Driver(field=field)
     d.type("user")
     d.press("tab")
-    secure["on"] = True
+    field.set(True)  # the field that got the focus is a password field
     d.type("hunter2")
-    secure["on"] = False
+    field.set(False)
     d.press("enter")
     out = d.finish()
     assert [r["text"] for r in out if r["k"] == "text"] == ["user", SECURE_PLACEHOLDER]
@@ -185,15 +192,11 @@ def test_secure_probe_drops_printables_and_marks_text() -> None:
     assert sum(1 for r in out if r.get("cls")) == 2 * len("user")
 
 
-def test_secure_probe_failure_or_unknown_is_secure() -> None:
-    def broken() -> bool:
-        raise OSError("bus gone")
-
-    for probe in (broken, lambda: None):
-        d = Driver(secure_probe=probe)
-        d.type("hunter2")
-        assert d.texts() == [SECURE_PLACEHOLDER]
-        assert not any("cls" in r for r in d.out)
+def test_unknown_field_records_key_kinds_but_no_text() -> None:
+    d = Driver(field=InstantField(None))
+    d.type("hunter2")
+    assert d.texts() == [UNKNOWN_PLACEHOLDER]
+    assert sum(1 for r in d.out if r.get("cls") == "letter") == 2 * len("hunter")
 
 
 def test_sign_in_title_is_secure_in_every_mode() -> None:
@@ -246,17 +249,6 @@ def test_no_printable_character_leaks_through_key_records(
 def test_filter_rejects_bad_bounds() -> None:
     with pytest.raises(ValueError):
         KeyFilter("full", max_chars=10, keep_tail=10)
-
-
-def test_flush_asks_a_fresh_probe_when_the_cached_answer_lags() -> None:
-    live = {"on": False}
-    d = Driver(secure_probe=lambda: False, secure_poll=lambda: live["on"])
-    d.type("hunter2")
-    live["on"] = True  # the field was a password field; the cache had not caught up
-    d.press("enter")
-    d.type("visible")
-    live["on"] = False
-    assert d.texts() == [SECURE_PLACEHOLDER, "visible"]
 
 
 @pytest.mark.parametrize(

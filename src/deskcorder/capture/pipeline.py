@@ -15,16 +15,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from deskcorder.capture.a11y import AccessibilityMonitor
 from deskcorder.capture.clockwatch import ClockChange, ClockWatch
 from deskcorder.capture.coalesce import MoveCoalescer
 from deskcorder.capture.gates import Gates
 from deskcorder.capture.redact import KeyRedactor
 from deskcorder.capture.scrub import safe_scrub
-from deskcorder.capture.textbuf import KeyFilter, SecureProbe
+from deskcorder.capture.textbuf import KeyFilter
 from deskcorder.events import (
     K_BUTTON_DOWN,
     K_BUTTON_UP,
     K_CLOCK,
+    K_ELEMENT,
     K_END,
     K_EXCLUDED,
     K_FOCUS,
@@ -40,6 +42,7 @@ from deskcorder.events import (
     K_TITLE,
     RAW_BUTTON,
     RAW_CONTROL,
+    RAW_ELEMENT,
     RAW_FOCUS,
     RAW_KEY,
     RAW_MARK,
@@ -53,6 +56,7 @@ from deskcorder.events import (
     event_count,
 )
 from deskcorder.platform import clock
+from deskcorder.platform.base import Element
 from deskcorder.platform.disk import free_bytes, is_read_only
 from deskcorder.policy.model import Policy
 from deskcorder.storage.chunk import Manifest
@@ -70,6 +74,8 @@ HELD_MAX = 100_000  # records held in memory while the spool cannot be written
 REPAIR_EVERY_S = 30.0  # retry sealing journals left by a write failure or a crash
 IDLE_TICK_NS = 1_000_000_000  # idle: wake at least this often (pause expiry, schedule)
 BUSY_BATCH_S = 0.02  # busy: gather events for this long between drains (<= 50 wakes/s)
+ELEMENT_NAME_MAX = 200  # characters of an element's name kept (before scrubbing)
+ELEMENT_PATH_MAX = 16  # roles kept of an element's path (the innermost ones)
 
 
 class EventQueue:
@@ -134,8 +140,7 @@ class Pipeline:
         event_time_flush: bool = False,
         clock_ns: Callable[[], int] = clock.now_ns,
         keystrokes: str | None = None,
-        secure_probe: SecureProbe | None = None,
-        secure_poll: SecureProbe | None = None,
+        a11y: AccessibilityMonitor | None = None,
         clock_watch: ClockWatch | None = None,
     ) -> None:
         self.policy = policy
@@ -157,10 +162,10 @@ class Pipeline:
         self.keystrokes = keystrokes or policy.capture.keystrokes
         self.redactor = KeyRedactor(self.keystrokes)
         # every key record passes the key filter: it drops characters, buffers and
-        # scrubs full-mode text, and applies secure input (see capture/textbuf.py)
-        self.key_filter = KeyFilter(
-            self.keystrokes, secure_probe=secure_probe, secure_poll=secure_poll
-        )
+        # scrubs full-mode text, and applies secure input (see capture/textbuf.py) from
+        # the accessibility monitor's answers (capture/a11y.py)
+        self.a11y = a11y
+        self.key_filter = KeyFilter(self.keystrokes, field=a11y)
         self.moves = MoveCoalescer(policy.capture.mouse_move_hz)
         self.observers: list[Callable[[Record], None]] = []
         self.on_sealed: list[Callable[[Manifest], None]] = []
@@ -196,6 +201,7 @@ class Pipeline:
         self._want_keys = policy.capture.keyboard and self.keystrokes != "off"
         self._want_window = policy.capture.window
         self._want_shots = policy.capture.screenshots
+        self._want_elements = policy.capture.elements and a11y is not None
         self._handlers: dict[int, Callable[[Raw, int], None]] = {
             RAW_MOVE: self._on_move,
             RAW_KEY: self._on_key,
@@ -207,6 +213,7 @@ class Pipeline:
             RAW_SHOT: self._on_shot,
             RAW_CONTROL: self._on_control,
             RAW_MARK: self._on_mark,
+            RAW_ELEMENT: self._on_element,
         }
 
     # -- lifecycle --------------------------------------------------------------
@@ -300,7 +307,7 @@ class Pipeline:
         t = self._now_t()
         self.moves.before_discrete(self._out)
         self._check_drops(t)
-        for text in self.key_filter.flush(t):
+        for text in self.key_filter.close(t):
             self._append(text)
         if self.storage is not None:
             self._retry_storage(force=True)  # one last try: the disk may be back
@@ -348,7 +355,7 @@ class Pipeline:
         self._check_drops(t)
         self._update_blocked(t)
         self.moves.tick(t, self._out)
-        if self.key_filter.buf is not None:
+        if self.key_filter.pending:
             texts = self.key_filter.tick(t)
             if texts:
                 self.moves.before_discrete(self._out)
@@ -632,7 +639,10 @@ class Pipeline:
             return
         self.moves.before_discrete(self._out)
         self.moves.drop_pending()
-        self._flush_text(t)  # keys typed while blocked are unseen: the buffer ends here
+        # keys typed while blocked are unseen: the text ends here, unknown text is dropped
+        self._flush_text(t, close=True)
+        if reason is None:  # keys and clicks went unseen: the focus may have moved
+            self.key_filter.field.reset(self._window)
         if self._blocked is not None:
             self._append({"k": K_RESUME, "t": t, "src": self._blocked})
         if reason is not None:
@@ -666,27 +676,26 @@ class Pipeline:
         record: Record = {"k": K_KEY_DOWN if raw[2] else K_KEY_UP, "t": t}
         record.update(fields)
         self.moves.before_discrete(self._out)
-        for filtered in self.key_filter.key(record, self._window):
+        for filtered in self.key_filter.key(record, self._window, raw[1]):
             self._append(filtered)
 
     def _on_button(self, raw: Raw, t: int) -> None:
-        if self._recording_blocked():
-            return
-        if raw[5]:  # a press may move the caret: typed text so far is one piece
-            self._flush_text(t)
-        if not self._want_mouse:
+        pressed = raw[5]
+        if pressed:  # a click may move the focus: the text so far belongs to the old field
+            self.moves.before_discrete(self._out)
+            for text in self.key_filter.moved(t, self._window):
+                self._append(text)
+        if not self._want_mouse or self._recording_blocked():
             return
         self.moves.before_discrete(self._out)
         self._append(
-            {
-                "k": K_BUTTON_DOWN if raw[5] else K_BUTTON_UP,
-                "t": t,
-                "x": raw[2],
-                "y": raw[3],
-                "b": raw[4],
-            }
-        )
+            {"k": K_BUTTON_DOWN if pressed else K_BUTTON_UP, "t": t, "x": raw[2], "y": raw[3],
+             "b": raw[4]}
+        )  # fmt: skip
         self.moves.after_pointer_event()
+        if pressed and self._want_elements:
+            assert self.a11y is not None
+            self.a11y.lookup(raw[2], raw[3], self._window, t)
 
     def _on_scroll(self, raw: Raw, t: int) -> None:
         if not self._want_mouse or self._recording_blocked():
@@ -698,6 +707,7 @@ class Pipeline:
     def _on_focus(self, raw: Raw, t: int) -> None:
         self._flush_text(t)
         self._window = raw[2]
+        self.key_filter.field.reset(self._window)  # unknown until the new field is known
         self._window_known = True
         self._excluded = self.gates.window_rule(self._window)
         if self._blocked is None:
@@ -759,17 +769,41 @@ class Pipeline:
         mark.update(raw[3])
         self._append(mark)
 
+    def _on_element(self, raw: Raw, t: int) -> None:
+        """An element the accessibility monitor found: written only for the focused,
+        recorded window (it may have changed or been excluded since the lookup)."""
+        win = self._window
+        if not self._want_elements or self._recording_blocked() or win is None:
+            return
+        if win.id != raw[2]:
+            return
+        el: Element = raw[5]
+        self.moves.before_discrete(self._out)
+        rec: Record = {"k": K_ELEMENT, "t": t, "src": raw[3], "win": win.id}
+        if raw[4] is not None:
+            rec["act"] = raw[4]
+        rec["role"] = el.role
+        if el.name and not el.password:  # a password field's label stays out, too
+            rec["name"] = self.scrub_title(el.name[:ELEMENT_NAME_MAX])
+        if el.rect is not None:
+            rec["rect"] = list(el.rect)
+        if el.path:
+            rec["path"] = list(el.path[-ELEMENT_PATH_MAX:])
+        self._append(rec)
+
     def _on_unknown(self, raw: Raw, t: int) -> None:
         log.debug("ignoring unknown raw event tag %r", raw[0])
 
     def _recording_blocked(self) -> bool:
         return self._blocked is not None or self._excluded is not None
 
-    def _flush_text(self, t: int) -> None:
-        """Write out buffered full-mode text (scrubbed) before a context change."""
-        if self.key_filter.buf is not None:
+    def _flush_text(self, t: int, close: bool = False) -> None:
+        """Write out buffered full-mode text (scrubbed) before a context change; ``close``:
+        also what waits for its field's answer (unknown then)."""
+        if self.key_filter.pending:
             self.moves.before_discrete(self._out)
-            for text in self.key_filter.flush(t):
+            texts = self.key_filter.close(t) if close else self.key_filter.flush(t)
+            for text in texts:
                 self._append(text)
 
     def _write_window(self, t: int) -> None:

@@ -1,10 +1,10 @@
-"""Privacy wiring for the agent: secure-input monitor, notice, consent control, doctor checks.
+"""Privacy wiring for the agent: accessibility monitor, notice, consent control, doctor checks.
 
 The agent builds one :class:`PrivacyComponent` before the pipeline (it decides
-the effective keystroke mode and supplies the secure-input probe the key
-filter reads) and starts it right after the pipeline, before any input source
-(starts the probe's monitor, shows the notice when due, answers the
-``consent`` control command).
+the effective keystroke mode and supplies the accessibility monitor whose
+secure-input answers the key filter reads) and starts it right after the
+pipeline, before any input source (starts the monitor, shows the notice when
+due, answers the ``consent`` control command).
 """
 
 from __future__ import annotations
@@ -15,23 +15,34 @@ import shutil
 import time
 from typing import Any
 
-from deskcorder.capture.secure_input import Probe, SecureInputMonitor, effective_keystrokes
+from deskcorder.capture.a11y import AccessibilityMonitor
 from deskcorder.events import RAW_CONTROL
 from deskcorder.host import Host
 from deskcorder.platform import clock
-from deskcorder.platform.base import Backend, Check
+from deskcorder.platform.base import Accessibility, Backend, Check
 from deskcorder.platform.desktop import has_display, tray_manager_present
 from deskcorder.policy.model import Policy
 
 log = logging.getLogger(__name__)
 
 
-def select_probe(backend: Backend) -> tuple[str, Probe | None]:
-    """(what it is or why there is none, the probe) from the backend's finder."""
-    if backend.secure_input is None:
+def select_accessibility(backend: Backend) -> tuple[str, Accessibility | None]:
+    """(what it is or why there is none, the accessibility API) from the backend's finder."""
+    if backend.accessibility is None:
         return f"none ({backend.name} backend)", None
-    found = backend.secure_input()
+    try:
+        found = backend.accessibility()
+    except Exception as exc:  # a broken accessibility stack: no probe (full degrades)
+        log.warning("accessibility unavailable: %s", exc, exc_info=True)
+        return f"unavailable ({exc})", None
     return found.description, found.probe
+
+
+def effective_keystrokes(mode: str, have_probe: bool) -> str:
+    """``full`` needs a secure-input probe; without one it degrades to ``redacted``."""
+    if mode == "full" and not have_probe:
+        return "redacted"
+    return mode
 
 
 class PrivacyComponent:
@@ -39,10 +50,20 @@ class PrivacyComponent:
 
     def __init__(self, policy: Policy, backend: Backend) -> None:
         self.policy = policy
-        self.probe_desc, probe = select_probe(backend)
-        self.monitor = SecureInputMonitor(probe) if probe is not None else None
-        self.keystrokes = effective_keystrokes(policy.capture.keystrokes, probe is not None)
-        self.degraded = self.keystrokes != policy.capture.keystrokes
+        self.probe_desc, acc = select_accessibility(backend)
+        cap = policy.capture
+        self.monitor = (
+            AccessibilityMonitor(
+                acc, elements=cap.elements, unverified_apps=cap.unverified_text_apps
+            )
+            if acc is not None
+            else None
+        )
+        self.keystrokes = effective_keystrokes(cap.keystrokes, acc is not None)
+        self.degraded = self.keystrokes != cap.keystrokes
+        self.elements = cap.elements and acc is not None
+        if cap.elements and acc is None:
+            log.warning("capture.elements needs accessibility (%s): no elements", self.probe_desc)
         self.notice_shown: str | None = None
         self._host: Host | None = None
         if self.degraded:
@@ -51,18 +72,10 @@ class PrivacyComponent:
                 self.probe_desc,
             )
 
-    def secure_probe(self) -> Probe | None:
-        """The cached answer (read per key)."""
-        return self.monitor.current if self.monitor is not None else None
-
-    def secure_poll(self) -> Probe | None:
-        """A fresh answer (asked when text is flushed)."""
-        return self.monitor.poll if self.monitor is not None else None
-
     def start(self, host: Host) -> None:
         self._host = host
         if self.monitor is not None:
-            self.monitor.start()
+            self.monitor.start(host.emit)
         host.control_handlers["consent"] = self._handle_consent
 
     def announce(self) -> None:
@@ -103,7 +116,9 @@ class PrivacyComponent:
             "keystrokes": self.keystrokes,
             "keystrokes_policy": self.policy.capture.keystrokes,
             "secure_input": self.probe_desc,
-            "secure_input_now": self.monitor.current() if self.monitor else None,
+            "secure_input_now": self.monitor.answer().state if self.monitor else None,
+            "elements": self.elements,
+            "accessibility": self.monitor.status() if self.monitor else None,
             "notice_version": self.policy.notice.version,
             "schedule_next_change_utc": self._next_schedule_change(),
         }
@@ -124,13 +139,17 @@ class PrivacyComponent:
 def doctor_checks(policy: Policy, backend: Backend) -> list[Check]:
     """Privacy lines of ``deskcorder doctor`` (warnings, never failures)."""
     checks = []
-    desc, probe = select_probe(backend)
+    desc, probe = select_accessibility(backend)
     mode = policy.capture.keystrokes
     if probe is None:
         detail = f"no probe: {desc}"
         if mode == "full":
             detail += "; keystrokes = full degrades to redacted (no typed text is recorded)"
         checks.append(Check("secure input", mode != "full", detail, required=False))
+        if policy.capture.elements:
+            checks.append(
+                Check("elements", False, f"capture.elements needs accessibility: {desc}", False)
+            )
     else:
         checks.append(Check("secure input", True, desc, required=False))
     display = has_display()

@@ -5,12 +5,13 @@ none does OS work at import time. All of them deliver *raw events* (see
 ``deskcorder.events``) through an :data:`Emit` callable, which is the bounded
 queue's non-blocking put: it never blocks and never raises.
 
-Beside the parts, a backend offers *probes* that answer a question about the
-desktop on demand (today: is the focused field a password field?). Each is a
-finder on the :class:`Backend`: a function, called when the agent is built
-(and by ``doctor``), that may do OS work and returns :class:`Found`: the
-probe and what it is, or why there is none. A new kind of probe is one more
-finder field here and one function in each OS's module.
+Beside the parts, a backend offers *probes* that answer questions about the
+desktop on demand (today: the desktop's accessibility API, which tells
+whether the focused field is a password field and which element is under a
+click). Each is a finder on the :class:`Backend`: a function, called when the
+agent is built (and by ``doctor``), that may do OS work and returns
+:class:`Found`: the probe and what it is, or why there is none. A new kind of
+probe is one more finder field here and one function in each OS's module.
 """
 
 from __future__ import annotations
@@ -65,10 +66,47 @@ class SessionStateProbe(Protocol):
         """Whether lock state can be known at all on this system."""
 
 
-SecureProbe = Callable[[], bool | None]
-"""Is the focused field a password field now? True, False, or None (unknown: fail closed).
+@dataclass(frozen=True, slots=True)
+class Element:
+    """One accessible element (a button, a text field ...) as the OS's accessibility API
+    describes it. ``name`` is its label as the toolkit gives it (unscrubbed: the
+    pipeline scrubs it before anything is written)."""
 
-Called from a monitor thread about ten times a second; may raise (counted as unknown)."""
+    role: str  # the toolkit-neutral role name, e.g. "push button", "text", "password text"
+    name: str | None = None
+    rect: tuple[int, int, int, int] | None = None  # left, top, width, height (screen)
+    path: tuple[str, ...] = ()  # roles from the window down to this element (bounded)
+    password: bool = False  # a password field: nothing typed into it is ever recorded
+    unverified: bool = False  # typed text cannot be checked here (a terminal: sudo prompts)
+
+
+class Accessibility(Protocol):
+    """The desktop's accessibility API (AT-SPI, UI Automation, AX), seen by one thread.
+
+    Every method but ``start``/``stop`` may block on another process (a hung
+    application answers nothing): it is called only from the accessibility
+    monitor's thread (``capture/a11y.py``), never from a hook or the pipeline,
+    and each implementation bounds its own calls (a time limit per call, and
+    no calls for a while to an application that timed out).
+    """
+
+    poll_s: float | None
+    """How often to ask :meth:`focused` without being told of a change (None: only when
+    ``changed`` is called or the monitor resets; event-driven APIs)."""
+
+    def start(self, changed: Callable[[], None]) -> None:
+        """Begin; call ``changed()`` (any thread, never blocks) when the focused element of
+        some application may have changed."""
+
+    def stop(self, timeout: float) -> None: ...
+
+    def focused(self, window: WindowInfo | None, detail: bool) -> Element | None:
+        """The focused element of ``window`` now, or None when it cannot be known (no
+        accessibility there, no answer in time). ``detail``: also name, rect and path."""
+
+    def element_at(self, x: int, y: int, window: WindowInfo) -> Element | None:
+        """The deepest element of ``window`` at screen point (x, y), or None."""
+
 
 P = TypeVar("P")
 
@@ -110,8 +148,9 @@ NetworkProbe = Callable[[], "bool | None"]
 class Backend:
     """The parts and probe finders one platform provides.
 
-    ``secure_input`` finds the secure-input probe; None means the backend has
-    no such probe at all (``keystrokes = "full"`` then degrades to redacted).
+    ``accessibility`` finds the desktop's accessibility API (secure input and
+    elements); None means the backend has none at all (``keystrokes = "full"``
+    then degrades to redacted, and no element is recorded).
     """
 
     name: str
@@ -121,7 +160,7 @@ class Backend:
     keyboard_layout: Callable[[], str | None] = lambda: None
     screens: Callable[[], list[tuple[int, int, int, int]]] = lambda: []
     doctor: Callable[[], list[Check]] = lambda: []
-    secure_input: Callable[[], Found[SecureProbe]] | None = None
+    accessibility: Callable[[], Found[Accessibility]] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     power: PowerProbe | None = None  # battery (platform/power.py: psutil on every OS)
     network: NetworkProbe | None = None  # metered connection (platform/<os>/network.py)

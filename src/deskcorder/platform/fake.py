@@ -13,7 +13,10 @@ variables for ``deskcorder run --backend fake``):
   script whose lines are ``[delay_seconds, tag, ...fields]`` (tags as in
   ``deskcorder.events`` RAW_*; a focus line is ``[d, 5, {window fields}]``;
   ``[d, "secure", true]`` says the focused field is now a password field, which
-  the backend's secure-input probe then reports).
+  the backend's accessibility then reports; ``[d, "secure", null]`` says no
+  field can be identified (an application without accessibility);
+  ``[d, "element", {"role": ..., "name": ...}]`` is the element under clicks from
+  then on, ``null`` none).
 * ``repeat`` / ``DESKCORDER_FAKE_REPEAT``: play the script this many times.
 * ``DESKCORDER_FAKE_HOST``: a JSON file with the battery, whether the network is
   metered and the monitors (:class:`FakeHostState`), read on every ask.
@@ -26,6 +29,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +44,7 @@ from deskcorder.events import (
     WindowInfo,
 )
 from deskcorder.platform import clock
-from deskcorder.platform.base import Backend, Battery, Check, Emit, Found
+from deskcorder.platform.base import Backend, Battery, Check, Element, Emit, Found
 
 Step = tuple[float, tuple[Any, ...]]  # (delay seconds before, raw event without the time)
 
@@ -161,7 +165,10 @@ def load_script(spec: str) -> list[Step]:
             continue
         delay, tag, *fields = json.loads(line)
         if tag == "secure":
-            steps.append((float(delay), ("secure", bool(fields[0]))))
+            steps.append((float(delay), ("secure", None if fields[0] is None else bool(fields[0]))))
+            continue
+        if tag == "element":
+            steps.append((float(delay), ("element", Element(**fields[0]) if fields[0] else None)))
             continue
         if tag == RAW_FOCUS and fields and isinstance(fields[0], dict):
             fields = [WindowInfo(**fields[0])]
@@ -183,7 +190,9 @@ class ScriptPlayer:
         self.window: WindowInfo | None = None
         self.want_mouse = True
         self.want_keys = True
-        self.secure = False  # the scripted focused field is a password field
+        self.secure: bool | None = False  # the focused field is a password field (None: unknown)
+        self.element: Element | None = None  # the element under clicks
+        self.on_change: Callable[[], None] = lambda: None
 
     def start(self, emit: Emit) -> None:
         if self._thread is not None:
@@ -205,7 +214,11 @@ class ScriptPlayer:
                     return
                 tag = raw[0]
                 if tag == "secure":
-                    self.secure = bool(raw[1])
+                    self.secure = raw[1]
+                    self.on_change()
+                    continue
+                if tag == "element":
+                    self.element = raw[1]
                     continue
                 if tag == RAW_FOCUS:
                     self.window = raw[1]
@@ -250,6 +263,31 @@ class FakeWindows:
 
     def visible_windows(self) -> list[WindowInfo]:
         return [self.player.window] if self.player.window else []
+
+
+class FakeAccessibility:
+    """The scripted focused field (``secure``) and element under clicks (``element``)."""
+
+    poll_s: float | None = None
+
+    def __init__(self, player: ScriptPlayer) -> None:
+        self.player = player
+
+    def start(self, changed: Callable[[], None]) -> None:
+        self.player.on_change = changed
+
+    def stop(self, timeout: float) -> None:
+        self.player.on_change = lambda: None
+
+    def focused(self, window: WindowInfo | None, detail: bool) -> Element | None:
+        secure = self.player.secure
+        if window is None or secure is None:
+            return None
+        role = "password text" if secure else "text"
+        return Element(role, "Password" if secure else "Text", password=secure)
+
+    def element_at(self, x: int, y: int, window: WindowInfo) -> Element | None:
+        return self.player.element
 
 
 class FakeSession:
@@ -318,7 +356,7 @@ def create_backend(
         keyboard_layout=lambda: "us",
         screens=host.screens,
         doctor=doctor,
-        secure_input=lambda: Found("fake backend probe", lambda: player.secure),
+        accessibility=lambda: Found("fake backend accessibility", FakeAccessibility(player)),
         extras={"player": player, "host": host},
         power=host.power,
         network=host.network,

@@ -39,6 +39,19 @@ class Capture(_Section):
         "shortcuts: modified and non-printable keys only; off: no key events",
     )
     queue_size: int = Field(65536, ge=1024, le=4_194_304, description="bounded event queue size")
+    elements: bool = Field(
+        False,
+        description="record the accessible element (role, scrubbed name, bounds, role path) "
+        "under each click and each newly focused element; needs the desktop's accessibility "
+        "API (docs/privacy.md)",
+    )
+    unverified_text_apps: tuple[str, ...] = Field(
+        (),
+        description="keystrokes = full: apps (matched like exclusions.apps) whose typed text is "
+        "recorded even where accessibility cannot tell a password field from another field "
+        "(a terminal, an app without accessibility); their password prompts are then only "
+        "caught by the window-title rule",
+    )
 
 
 class Exclusions(_Section):

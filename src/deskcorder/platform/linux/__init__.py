@@ -1,5 +1,5 @@
 """The Linux/X11 backend: pynput RECORD hooks, EWMH window context, logind lock state,
-AT-SPI secure input.
+AT-SPI accessibility (secure input and elements).
 
 Nothing here touches the display until the agent starts a part.
 """
@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from deskcorder.platform.base import Backend
+from deskcorder.platform.linux.accessibility import find_accessibility
 from deskcorder.platform.linux.doctor import doctor_checks, keyboard_layout, screens
 from deskcorder.platform.linux.input import X11Input
 from deskcorder.platform.linux.network import NetworkManagerProbe
-from deskcorder.platform.linux.secure_input import find_probe as find_secure_input
 from deskcorder.platform.linux.session import LogindSessionProbe
 from deskcorder.platform.linux.window import X11WindowProbe
 from deskcorder.platform.power import battery
@@ -30,7 +30,7 @@ def create_backend(display: str | None = None, **options: Any) -> Backend:
         keyboard_layout=lambda: keyboard_layout(display),
         screens=lambda: screens(display),
         doctor=lambda: doctor_checks(display),
-        secure_input=find_secure_input,
+        accessibility=find_accessibility,
         power=battery,
         network=NetworkManagerProbe(),
     )

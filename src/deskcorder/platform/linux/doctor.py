@@ -7,6 +7,7 @@ import shutil
 from typing import Any
 
 from deskcorder.platform.base import Check
+from deskcorder.platform.linux import accessibility
 from deskcorder.platform.linux.input import wayland_session
 from deskcorder.platform.linux.session import LogindSessionProbe
 
@@ -113,6 +114,7 @@ def doctor_checks(display: str | None = None, env: dict[str, str] | None = None)
             required=False,
         )
     )
+    checks += accessibility.doctor_checks(env)
     return checks
 
 

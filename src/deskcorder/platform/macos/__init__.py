@@ -17,8 +17,9 @@ from typing import Any
 
 from deskcorder.events import RAW_FOCUS, RAW_SESSION, RAW_TITLE, WindowInfo
 from deskcorder.platform import clock
-from deskcorder.platform.base import Backend, Check, Emit, Found
+from deskcorder.platform.base import Backend, Check, Emit
 from deskcorder.platform.macos import api as macapi
+from deskcorder.platform.macos.accessibility import find_accessibility
 from deskcorder.platform.macos.network import PathProbe
 from deskcorder.platform.power import battery
 from deskcorder.platform.pynput_input import PynputInput
@@ -226,19 +227,6 @@ def doctor_checks(api: ApiFactory = macapi.load) -> list[Check]:
     return checks
 
 
-def secure_input(api: ApiFactory = macapi.load) -> Callable[[], bool | None]:
-    """``Backend.secure_input``: True while macOS Secure Event Input is on."""
-    holder: list[Any] = []
-
-    def check() -> bool | None:
-        if not holder:
-            holder.append(api())
-        result: bool | None = holder[0].secure_input_enabled()
-        return result
-
-    return check
-
-
 def create_backend(**options: Any) -> Backend:
     return Backend(
         name="macos",
@@ -246,7 +234,7 @@ def create_backend(**options: Any) -> Backend:
         windows=MacWindowProbe(),
         session=MacSessionProbe(),
         doctor=doctor_checks,
-        secure_input=lambda: Found("macOS Secure Event Input", secure_input()),
+        accessibility=find_accessibility,
         screens=mss_screens,
         power=battery,
         network=PathProbe(),

@@ -16,6 +16,7 @@ from deskcorder.errors import EnvironmentUnsupported
 # IOHIDCheckAccess(kIOHIDRequestTypeListenEvent): 0 granted, 1 denied, 2 unknown
 IOHID_REQUEST_LISTEN_EVENT = 1
 IOHID_ACCESS_GRANTED = 0
+AX_TIMEOUT_S = 0.25  # AXUIElementSetMessagingTimeout: calls into a hung application
 
 
 class MacAPI:
@@ -116,6 +117,57 @@ class MacAPI:
             return None
         fn.restype = ctypes.c_bool
         return bool(fn())
+
+    # -- Accessibility (AX): the focused element and the element at a point ------------------
+    def _ax(self) -> Any:
+        import ApplicationServices
+
+        return ApplicationServices
+
+    def ax_focused(self, pid: int) -> Any:
+        """The focused UI element of the application ``pid`` (None when not readable)."""
+        ax = self._ax()
+        app = ax.AXUIElementCreateApplication(pid)
+        ax.AXUIElementSetMessagingTimeout(app, AX_TIMEOUT_S)
+        err, element = ax.AXUIElementCopyAttributeValue(app, "AXFocusedUIElement", None)
+        return element if err == 0 else None
+
+    def ax_at(self, x: int, y: int) -> Any:
+        """The deepest UI element at a screen point (AXUIElementCopyElementAtPosition)."""
+        ax = self._ax()
+        system = ax.AXUIElementCreateSystemWide()
+        ax.AXUIElementSetMessagingTimeout(system, AX_TIMEOUT_S)
+        err, element = ax.AXUIElementCopyElementAtPosition(system, float(x), float(y), None)
+        return element if err == 0 else None
+
+    def ax_parent(self, element: Any) -> Any:
+        err, parent = self._ax().AXUIElementCopyAttributeValue(element, "AXParent", None)
+        return parent if err == 0 else None
+
+    def ax_props(self, element: Any) -> dict[str, Any]:
+        """role, subrole, name (title or description), pid and rect of an element."""
+        ax = self._ax()
+
+        def attr(name: str) -> Any:
+            err, value = ax.AXUIElementCopyAttributeValue(element, name, None)
+            return value if err == 0 else None
+
+        rect = None
+        pos, size = attr("AXPosition"), attr("AXSize")
+        if pos is not None and size is not None:
+            ok1, point = ax.AXValueGetValue(pos, ax.kAXValueCGPointType, None)
+            ok2, extent = ax.AXValueGetValue(size, ax.kAXValueCGSizeType, None)
+            if ok1 and ok2:
+                rect = (int(point.x), int(point.y), int(extent.width), int(extent.height))
+        err, pid = ax.AXUIElementGetPid(element, None)
+        name = attr("AXTitle") or attr("AXDescription")
+        return {
+            "role": str(attr("AXRole") or ""),
+            "subrole": str(attr("AXSubrole") or ""),
+            "name": str(name) if name else None,
+            "pid": int(pid) if err == 0 else None,
+            "rect": rect,
+        }
 
 
 def load() -> Any:

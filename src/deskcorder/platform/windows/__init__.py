@@ -19,8 +19,8 @@ from deskcorder.platform.power import battery
 from deskcorder.platform.pynput_input import PynputInput
 from deskcorder.platform.screens import mss_screens
 from deskcorder.platform.windows import win32
+from deskcorder.platform.windows.accessibility import find_accessibility
 from deskcorder.platform.windows.network import CostProbe
-from deskcorder.platform.windows.secure_input import find_probe as find_secure_input
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ def create_backend(**options: Any) -> Backend:
         windows=WindowsWindowProbe(),
         session=WtsSessionProbe(),
         doctor=doctor_checks,
-        secure_input=find_secure_input,
+        accessibility=find_accessibility,
         screens=mss_screens,
         power=battery,
         network=CostProbe(),
