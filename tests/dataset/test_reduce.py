@@ -484,3 +484,37 @@ def test_reduce_session_reads_what_the_real_pipeline_wrote(tmp_path: Path) -> No
         ("hotkey", None, None, ("ctrl", "s")),
     ]
     assert actions[0].window is not None and actions[0].window.title == "Doc - Editor"
+
+
+def test_a_click_carries_the_element_of_its_el_record() -> None:
+    header = {**HEADER, "elements": 1}
+    button = {"role": "push button", "name": "Send", "rect": [10, 20, 80, 30],
+              "path": ["frame", "push button"]}  # fmt: skip
+    el = {"k": "el", "src": "click", "win": 11, **button}
+    recs = [*start(), *click(200, 30, 40), {**el, "t": us(300), "act": us(200)}]
+    # a second click whose element came late (after the next action began) and a third
+    # whose element never came; the focus element names no click
+    recs += [*click(1000, 500, 40), *click(1300, 700, 40), {**el, "t": us(1400), "act": us(1000)}]
+    recs += [{**el, "t": us(1450), "src": "focus", "act": None}, *click(3000, 900, 40), end(4000)]
+    actions = reduce(recs, header)
+    assert kinds(actions) == ["click"] * 4
+    first, second, third, fourth = actions
+    assert first.element is not None and first.element.role == "push button"
+    assert (first.element.name, first.element.rect) == ("Send", (10, 20, 80, 30))
+    assert first.as_dict()["element"] == {**{k: v for k, v in button.items()}}
+    assert second.element is not None and second.element.name == "Send"
+    assert third.element is None and fourth.element is None
+
+
+def test_a_click_waits_for_its_element_only_when_the_session_records_elements() -> None:
+    el = {"k": "el", "src": "click", "win": 11, "role": "link", "t": us(1400), "act": us(1000)}
+    before = [*start(), *click(1000, 500, 40), *click(1300, 700, 40)]
+    for header, waits in (({**HEADER, "elements": 1}, True), (HEADER, False)):
+        reducer = Reducer()
+        reducer.header(header)
+        for rec in before:
+            reducer.feed(rec)
+        assert (reducer.out == []) is waits  # the first click is not final before its el
+        reducer.feed(el)
+        reducer.finish()
+        assert [a.element is not None for a in reducer.out] == [waits, False]

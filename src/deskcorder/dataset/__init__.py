@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from deskcorder.dataset._actions import KINDS, Action, Shot, Window, pyautogui_code
+from deskcorder.dataset._actions import KINDS, Action, Element, Shot, Window, pyautogui_code
 from deskcorder.dataset._episodes import Episode, episodes
 from deskcorder.dataset._export import BuildOptions, build
 from deskcorder.dataset._reduce import PRE_ACTION, Reducer, Thresholds, reduce_records, run
@@ -55,6 +55,7 @@ __all__ = [
     "PRE_ACTION",
     "Action",
     "BuildOptions",
+    "Element",
     "Episode",
     "Reducer",
     "Shot",

@@ -91,6 +91,17 @@ class Shot:
 
 
 @dataclass(frozen=True, slots=True)
+class Element:
+    """The accessible element a click hit (an ``el`` record, docs/format.md): its role,
+    name (scrubbed at capture; never for password fields), bounds and role path."""
+
+    role: str
+    name: str | None = None
+    rect: tuple[int, int, int, int] | None = None
+    path: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Action:
     """One action of a person at the computer, reduced from raw records.
 
@@ -123,6 +134,7 @@ class Action:
     observation: Shot | None = None
     after: Shot | None = None
     screen: tuple[int, int, int, int] | None = None
+    element: Element | None = None  # clicks and drags: the element under the press
 
     @property
     def nx(self) -> float | None:
@@ -175,6 +187,14 @@ class Action:
             "count": self.count,
             "screen": None if self.screen is None else list(self.screen),
             "code": self.code,
+            "element": None
+            if self.element is None
+            else {
+                "role": self.element.role,
+                "name": self.element.name,
+                "rect": None if self.element.rect is None else list(self.element.rect),
+                "path": list(self.element.path),
+            },
         }
         for name in ("observation", "after"):
             shot: Shot | None = getattr(self, name)

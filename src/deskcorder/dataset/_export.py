@@ -83,6 +83,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("observation_age_ms", "i64", "how long before the action began the observation was grabbed"),
     ("after", "str", "screenshot taken after the action began: image path"),
     ("after_sha256", "str", "sha256 of the after image"),
+    ("element_role", "str", "clicks, drags: accessible role of the element pressed (el records)"),
+    ("element_name", "str", "clicks, drags: its accessible name (scrubbed at capture)"),
 )
 EMBED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("observation_bytes", "bin", "the observation image's bytes (--images embed)"),
@@ -564,6 +566,8 @@ class ShardBuilder:
             else a.observation_age_us // 1000,
             "after": after_path,
             "after_sha256": a.after.sha256 if a.after else None,
+            "element_role": a.element.role if a.element else None,
+            "element_name": a.element.name if a.element else None,
         }
         if self.opts.images == "embed":
             row["observation_bytes"] = obs_bytes

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from deskcorder.dataset._actions import Action, Shot, Window
+from deskcorder.dataset._actions import Action, Element, Shot, Window
 from deskcorder.events import MODIFIER_KEYS
 
 PRE_ACTION = "pre_action"
@@ -36,6 +36,10 @@ _TEXT_EDIT_KEYS = frozenset({"backspace", "delete", "left", "right"})
 _CLICK_KIND = {"left": "click", "right": "right_click", "middle": "middle_click"}
 _MULTI_KIND = {1: "click", 2: "double_click", 3: "triple_click"}
 _NEVER = 1 << 62
+# actions that begin with a button press: an ``el`` record may name the element pressed
+_POINTED = frozenset({"click", "double_click", "triple_click", "right_click", "middle_click",
+                      "drag"})  # fmt: skip
+ELEMENT_WAIT_US = 500_000  # an el record comes at most this long after its press
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,7 @@ class _P:
         "count",
         "dx",
         "dy",
+        "element",
         "end_x",
         "end_y",
         "fallback",
@@ -111,6 +116,7 @@ class _P:
         self.i0 = i
         self.i1 = i
         self.window = window
+        self.element: Element | None = None
         self.x: int | None = None
         self.y: int | None = None
         self.end_x: int | None = None
@@ -138,6 +144,12 @@ def _same_window(a: Window | None, b: Window | None) -> bool:
     if a is None or b is None:
         return a is b
     return a.id == b.id
+
+
+def _rect(value: Any) -> tuple[int, int, int, int] | None:
+    if isinstance(value, list) and len(value) == 4:
+        return (int(value[0]), int(value[1]), int(value[2]), int(value[3]))
+    return None
 
 
 def _shot(rec: dict[str, Any], exact: bool) -> Shot:
@@ -187,6 +199,7 @@ class Reducer:
         self._typing_us = th.typing_pause_ms * 1000
         self._hover_us = th.hover_ms * 1000
         self._wait_us = th.observation_wait_ms * 1000 if pre_action else 0
+        self._el_wait_us = 0  # header "elements": wait for a click's el record
         self._i = 0
         self._t = 0
         self.episode = 0
@@ -223,6 +236,8 @@ class Reducer:
         self.full = header.get("keystrokes") == "full"
         if header.get("screen"):
             self._set_screen(header["screen"])
+        # a click's element comes up to ELEMENT_WAIT_US after its press (docs/format.md)
+        self._el_wait_us = ELEMENT_WAIT_US if header.get("elements") else 0
         pre = header.get("pre_action")
         if pre is not None:
             self._wait_us = self.thresholds.observation_wait_ms * 1000 if pre else 0
@@ -253,6 +268,8 @@ class Reducer:
             self._wheel(rec, t, i)
         elif k == "text":
             self._text(rec, t, i)
+        elif k == "el":
+            self._element(rec)
         elif k == "shot":
             self._shot(rec, t)
         elif k == "focus":
@@ -612,6 +629,22 @@ class Reducer:
             self._close_typing()
         self._lone = None
 
+    def _element(self, rec: dict[str, Any]) -> None:
+        """An ``el`` record of a click: the element under the press that began ``act``."""
+        act = rec.get("act")
+        if rec.get("src") != "click" or act is None:
+            return
+        for p in (self._press, self._group, *self._done):
+            if p is not None and p.t_start == act and p.kind in _POINTED:
+                rect = rec.get("rect")
+                p.element = Element(
+                    role=str(rec.get("role")),
+                    name=rec.get("name"),
+                    rect=_rect(rect),
+                    path=tuple(rec.get("path") or ()),
+                )
+                return
+
     def _shot(self, rec: dict[str, Any], t: int) -> None:
         if rec.get("reason") == PRE_ACTION:
             act_t = rec.get("act")
@@ -745,6 +778,9 @@ class Reducer:
                 if p.obs is None and now < p.t_start + self._wait_us:
                     due = p.t_start + self._wait_us
                     break
+                if p.element is None and p.kind in _POINTED and now < p.t_start + self._el_wait_us:
+                    due = p.t_start + self._el_wait_us
+                    break
             else:
                 n = len(done)
         out = self.out
@@ -780,6 +816,7 @@ class Reducer:
             observation=obs,
             after=p.after,
             screen=screen,
+            element=p.element,
         )
 
     def _screen_of(self, x: int | None, y: int | None) -> tuple[int, int, int, int] | None:
