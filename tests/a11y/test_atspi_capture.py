@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from deskcorder import read_session
 from tests.a11y.desktop import FORM_TITLE, Desktop, a11y_desktop
 from tests.e2e.agent import AgentProcess
 from tests.privacy.helpers import SECRETS, assert_absent, spool_bytes
@@ -23,6 +24,7 @@ from tests.xserver import wait_for
 
 pytestmark = pytest.mark.x11
 
+ROOT = Path(__file__).parents[2]
 TK_TITLE = "plain - Tk"
 POLICY = """\
 [capture]
@@ -187,3 +189,17 @@ def test_hung_application_leaves_capture_running(session: Session) -> None:
         return bool(session.elements_for(bd, timeout=1.0))
 
     wait_for(found_again, 40, "the element of a click after the hang")
+
+
+def test_research_lab_policy_records_full_keystrokes_here(session: Session, tmp_path: Path) -> None:
+    """configs/research-lab.toml on this Linux desktop with accessibility: the chunk header
+    says keystrokes full and elements 1 (upload switched off: no collector here)."""
+    lab = (ROOT / "configs" / "research-lab.toml").read_text()
+    lab = lab.replace('endpoint = "https://collector.lab.example"', 'endpoint = ""')
+    with AgentProcess(session.desk.x, tmp_path, lab) as agent:  # type: ignore[arg-type]
+        agent.wait_ready()
+        directory = wait_for(agent.session_dir, 10, "the session's first chunk")
+        assert isinstance(directory, Path)
+        header = read_session(directory).headers()[0]
+        assert agent.terminate() < 5
+    assert (header["keystrokes"], header["elements"]) == ("full", 1)

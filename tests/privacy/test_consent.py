@@ -117,6 +117,6 @@ def test_status_shows_privacy_lines() -> None:
         }
     )
     assert "outside work hours" in text
-    assert "redacted (policy says full; no secure-input probe)" in text
+    assert "redacted (policy says full; no accessibility API)" in text
     assert "next change at 2026-11-30T08:00:00Z" in text
     assert "not shown (no display)" in text

@@ -61,8 +61,10 @@ def format_status(s: dict[str, Any]) -> str:
     if isinstance(privacy, dict):
         keys = privacy.get("keystrokes")
         if keys != privacy.get("keystrokes_policy"):
-            keys = f"{keys} (policy says {privacy.get('keystrokes_policy')}; no secure-input probe)"
+            keys = f"{keys} (policy says {privacy.get('keystrokes_policy')}; no accessibility API)"
         lines.append(f"  keys     {keys}; secure input: {privacy.get('secure_input')}")
+        if privacy.get("elements"):
+            lines.append("  elements recorded (role, scrubbed name, bounds of clicked elements)")
         change = privacy.get("schedule_next_change_utc")
         if change:
             lines.append(f"  schedule work hours apply; next change at {change}")
