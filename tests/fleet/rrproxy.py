@@ -13,46 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import threading
 from collections import Counter
 
-from tests.upload.faultproxy import _read_message
+from tests.upload.faultproxy import LoopbackProxy, _read_message
 
 
-class RoundRobinProxy:
+class RoundRobinProxy(LoopbackProxy):
     def __init__(self, upstream_ports: list[int], host: str = "127.0.0.1") -> None:
         self.upstreams = [(host, port) for port in upstream_ports]
         self.served: Counter[int] = Counter()  # upstream port -> requests answered
         self._next = itertools.cycle(range(len(self.upstreams)))
-        self._loop = asyncio.new_event_loop()
-        self._server: asyncio.base_events.Server | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rr-proxy", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("round-robin proxy did not start")
-        assert self._server is not None
-        self.port: int = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://{host}:{self.port}"
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", 0)
-        )
-        self._ready.set()
-        self._loop.run_forever()
-        self._server.close()
-        self._loop.run_until_complete(self._server.wait_closed())
-        pending = asyncio.all_tasks(self._loop)
-        for task in pending:
-            task.cancel()
-        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        self._loop.close()
-
-    def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        super().__init__("rr-proxy", host)
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int]:
         for _ in self.upstreams:

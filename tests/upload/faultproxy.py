@@ -28,21 +28,24 @@ from collections import deque
 from email.utils import formatdate
 
 
-class FaultProxy:
-    def __init__(self, upstream_port: int, host: str = "127.0.0.1") -> None:
-        self.upstream = (host, upstream_port)
-        self.plan: deque[str] = deque()
-        self.log: list[tuple[float, str]] = []  # (monotonic time, fault) per connection
+class LoopbackProxy:
+    """A TCP server on a free loopback port, served by its own event loop in a named
+    thread; subclasses answer each client connection in ``_handle``."""
+
+    def __init__(self, name: str, host: str = "127.0.0.1") -> None:
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
         self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fault-proxy", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
-            raise RuntimeError("fault proxy did not start")
+            raise RuntimeError(f"{name} did not start")
         assert self._server is not None
         self.port: int = self._server.sockets[0].getsockname()[1]
         self.url = f"http://{host}:{self.port}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -62,6 +65,14 @@ class FaultProxy:
     def close(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+class FaultProxy(LoopbackProxy):
+    def __init__(self, upstream_port: int, host: str = "127.0.0.1") -> None:
+        self.upstream = (host, upstream_port)
+        self.plan: deque[str] = deque()
+        self.log: list[tuple[float, str]] = []  # (monotonic time, fault) per connection
+        super().__init__("fault-proxy", host)
 
     def faults_seen(self) -> list[str]:
         return [fault for _, fault in self.log]
