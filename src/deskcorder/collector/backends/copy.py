@@ -31,8 +31,7 @@ from typing import IO, Any
 from deskcorder.errors import DeskcorderError
 from deskcorder.storage.chunk import chunk_name
 
-from .fleet import FleetConfig, S3Objects, blob_key, chunk_key, open_pool
-from .migrations import LATEST, schema_version
+from .fleet import FleetConfig, S3Objects, blob_key, chunk_key, open_parts
 
 BATCH = 500  # rows per statement and per progress step
 
@@ -89,24 +88,17 @@ def copy_command(
         src.execute("SELECT 1 FROM chunks LIMIT 1").fetchall()
     except sqlite3.Error as exc:
         raise DeskcorderError(f"{index}: cannot read the index: {exc}") from exc
-    pool = open_pool(config, min_size=1)
-    objects: S3Objects | None = None
     try:
-        with pool.connection() as conn:
-            version = schema_version(conn)
-        if version < LATEST:
-            raise DeskcorderError(
-                f"the fleet database is at schema version {version}, not {LATEST}: "
-                "run 'deskcorder collector migrate --db ...' first"
-            )
-        objects = S3Objects(config)
-        objects.check()
+        pool, objects = open_parts(config, min_size=1)
+    except BaseException:
+        src.close()
+        raise
+    try:
         bar = sys.stderr if tty is None else out  # the bar goes where a person looks
         progress = Progress(bar, bar.isatty() if tty is None else tty)
         report = _Copier(src, data, pool, objects, progress, workers).run()
     finally:
-        if objects is not None:
-            objects.close()
+        objects.close()
         pool.close()
         src.close()
     print(

@@ -222,7 +222,7 @@ def _safe_dsn(db: str) -> str:
     return f"{parts.scheme}://{parts.hostname}:{parts.port or 5432}{parts.path}"
 
 
-def _open_parts(config: FleetConfig, min_size: int) -> tuple[ConnectionPool[Any], S3Objects]:
+def open_parts(config: FleetConfig, min_size: int) -> tuple[ConnectionPool[Any], S3Objects]:
     """The pool and the bucket, both checked; refuses a database whose schema is not
     migrated (a newer one is fine: migrations keep the previous release working)."""
     import psycopg
@@ -250,7 +250,7 @@ def _open_parts(config: FleetConfig, min_size: int) -> tuple[ConnectionPool[Any]
 
 def open_fleet(config: FleetConfig, limits: Limits | None = None, *, validators: int = 8) -> Store:
     """The fleet backend's store; refuses a database whose schema is not migrated."""
-    pool, objects = _open_parts(config, min_size=2)
+    pool, objects = open_parts(config, min_size=2)
     # a commit is a few database round trips: let it gather the PUTs validators are
     # finishing (~3 ms at most), a group about 3x larger under load (docs/performance.md)
     return Store(
@@ -261,7 +261,7 @@ def open_fleet(config: FleetConfig, limits: Limits | None = None, *, validators:
 def open_fleet_reader(config: FleetConfig) -> StoreReader:
     """The fleet backend's data opened to read only (``dataset build --from s3://...``):
     a pool of two connections, no PUT pipeline, nothing written."""
-    pool, objects = _open_parts(replace(config, pool_size=2), min_size=1)
+    pool, objects = open_parts(replace(config, pool_size=2), min_size=1)
     return StoreReader(PgIndex(pool), objects, "fleet", f"s3://{config.bucket}/{config.prefix}")
 
 
